@@ -1,0 +1,80 @@
+"""Per-style export: network weights plus the metadata needed to rebuild and credit them.
+
+Format: one safetensors file. Tensors are the TransformerNet state dict (float32); metadata holds
+JSON strings under `fast_nst.*` keys. Written atomically: a crash never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from fast_nst.models.transformer import TransformerNet
+
+FORMAT = "fast_nst.transformer.v1"
+
+
+def _version() -> str:
+    from fast_nst import __version__
+
+    return __version__
+
+
+def export_network(net: TransformerNet, path: str | os.PathLike, *, style: dict | None = None,
+                   loss: dict | None = None, vgg_weights: str | None = None,
+                   extra: dict[str, Any] | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT,
+        "fast_nst.version": _version(),
+        "fast_nst.network": json.dumps(net.config),
+        "fast_nst.style": json.dumps(style or {}),
+        "fast_nst.loss": json.dumps(loss or {}),
+        "fast_nst.vgg_weights": vgg_weights or "unknown",
+        "fast_nst.extra": json.dumps(extra or {}),
+    }
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e}); was the export interrupted? "
+                         "Re-export it or point ckpt= at another file") from e
+    if raw.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a fast_nst export (format={raw.get('format')!r}, "
+                         f"expected {FORMAT!r}). Lightning .ckpt files are for resuming; "
+                         "stylize with the exported .safetensors")
+    out: dict[str, Any] = dict(raw)
+    for k in ("fast_nst.network", "fast_nst.style", "fast_nst.loss", "fast_nst.extra"):
+        out[k.split(".", 1)[1]] = json.loads(raw.get(k, "{}"))
+    return out
+
+
+def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[TransformerNet, dict]:
+    meta = read_metadata(path)
+    net = TransformerNet(**meta["network"])
+    from safetensors.torch import load_file
+
+    net.load_state_dict(load_file(str(path), device=str(device)))
+    return net.to(device).eval(), meta

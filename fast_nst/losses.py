@@ -1,0 +1,132 @@
+"""Perceptual losses (Johnson et al. 2016; Gatys et al. 2016) as composable modules.
+
+Every loss reads a dict {layer: activation} produced by one shared `VGGEncoder` pass, so a
+training step runs the loss network once no matter how many terms it has.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+Features = Mapping[str, torch.Tensor]
+
+
+def gram_matrix(feat: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C) Gram matrix normalised by C*H*W, as in Johnson et al. eq. 3.
+
+    Computed in float32 even under autocast: bf16 sums over H*W lose too much precision.
+    """
+    b, c, h, w = feat.shape
+    f = feat.reshape(b, c, h * w).float()
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def _weights(layers: Mapping[str, float] | list[str]) -> dict[str, float]:
+    if isinstance(layers, Mapping):
+        return {str(k): float(v) for k, v in layers.items()}
+    return {str(k): 1.0 for k in layers}
+
+
+class ContentLoss(nn.Module):
+    """Feature reconstruction loss: mean squared distance of activations."""
+
+    def __init__(self, layers: Mapping[str, float] | list[str]):
+        super().__init__()
+        self.layer_weights = _weights(layers)
+
+    def forward(self, output: Features, target: Features) -> torch.Tensor:
+        return sum(w * F.mse_loss(output[l].float(), target[l].float().detach())
+                   for l, w in self.layer_weights.items())
+
+
+class StyleLoss(nn.Module):
+    """Gram-matrix style reconstruction loss against fixed target Grams.
+
+    Target Grams are set once per run (`set_targets`) from one or more style images; several
+    styles blend by weight, which is how Gatys-style mixing works.
+    """
+
+    def __init__(self, layers: Mapping[str, float] | list[str]):
+        super().__init__()
+        self.layer_weights = _weights(layers)
+        for l in self.layer_weights:
+            self.register_buffer(f"target_{l}", torch.empty(0), persistent=False)
+
+    @torch.no_grad()
+    def set_targets(self, style_feats: list[Features], blend: list[float] | None = None) -> None:
+        blend = blend or [1.0] * len(style_feats)
+        if len(blend) != len(style_feats):
+            raise ValueError(f"{len(style_feats)} style images but {len(blend)} blend weights")
+        total = float(sum(blend))
+        for l in self.layer_weights:
+            g = sum(w / total * gram_matrix(f[l]).mean(0, keepdim=True) for f, w in zip(style_feats, blend))
+            setattr(self, f"target_{l}", g)
+
+    def target(self, layer: str) -> torch.Tensor:
+        return getattr(self, f"target_{layer}")
+
+    def forward(self, output: Features) -> torch.Tensor:
+        loss = 0.0
+        for l, w in self.layer_weights.items():
+            t = self.target(l)
+            if t.numel() == 0:
+                raise RuntimeError("StyleLoss.set_targets() was never called")
+            g = gram_matrix(output[l])
+            loss = loss + w * F.mse_loss(g, t.expand_as(g))
+        return loss
+
+
+def total_variation(img: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of neighbouring pixels (Mahendran & Vedaldi's beta=2 TV)."""
+    dh = img[..., 1:, :] - img[..., :-1, :]
+    dw = img[..., :, 1:] - img[..., :, :-1]
+    return dh.float().pow(2).mean() + dw.float().pow(2).mean()
+
+
+class PerceptualLoss(nn.Module):
+    """content_weight * content + style_weight * style + tv_weight * TV, from one VGG pass.
+
+    `forward(output, content)` returns a dict with `loss` and each weighted term.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        content_layers: Mapping[str, float] | list[str],
+        style_layers: Mapping[str, float] | list[str],
+        content_weight: float = 1.0,
+        style_weight: float = 1.0,
+        tv_weight: float = 0.0,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.content = ContentLoss(content_layers)
+        self.style = StyleLoss(style_layers)
+        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+
+    @property
+    def layers(self) -> list[str]:
+        return sorted(set(self.content.layer_weights) | set(self.style.layer_weights))
+
+    @torch.no_grad()
+    def set_style(self, style_images: list[torch.Tensor], blend: list[float] | None = None) -> None:
+        self.style.set_targets([self.encoder(s) for s in style_images], blend)
+
+    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        # One pass over [output; content]: the content half needs no gradient but sharing the pass
+        # keeps one set of kernel launches per layer.
+        feats = self.encoder(torch.cat([output, content.to(output.dtype)]))
+        n = output.shape[0]
+        out_f = {k: v[:n] for k, v in feats.items()}
+        tgt_f = {k: v[n:].detach() for k, v in feats.items() if k in self.content.layer_weights}
+        terms = {
+            "content": self.content_weight * self.content(out_f, tgt_f),
+            "style": self.style_weight * self.style(out_f),
+            "tv": self.tv_weight * total_variation(output),
+        }
+        terms["loss"] = terms["content"] + terms["style"] + terms["tv"]
+        return terms

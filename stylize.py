@@ -1,0 +1,19 @@
+"""Stylize images with an exported network: python stylize.py ckpt=NAME input=IMG (see conf/stylize.yaml)."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="stylize")
+def main(cfg: DictConfig) -> None:
+    from fast_nst.stylize_cli import run
+
+    failed = run(cfg)
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""Train a per-style network: python train.py style=starry_night (see conf/train.yaml, --help)."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    from fast_nst.train import train
+
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
