@@ -68,6 +68,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     out: dict[str, Any] = dict(raw)
     for k in ("fast_nst.network", "fast_nst.style", "fast_nst.loss", "fast_nst.extra"):
         out[k.split(".", 1)[1]] = json.loads(raw.get(k, "{}"))
+    out["vgg_weights"] = raw.get("fast_nst.vgg_weights", "unknown")
+    out["version"] = raw.get("fast_nst.version", "unknown")
     return out
 
 

@@ -117,12 +117,11 @@ class PerceptualLoss(nn.Module):
         self.style.set_targets([self.encoder(s) for s in style_images], blend)
 
     def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        # One pass over [output; content]: the content half needs no gradient but sharing the pass
-        # keeps one set of kernel launches per layer.
-        feats = self.encoder(torch.cat([output, content.to(output.dtype)]))
-        n = output.shape[0]
-        out_f = {k: v[:n] for k, v in feats.items()}
-        tgt_f = {k: v[n:].detach() for k, v in feats.items() if k in self.content.layer_weights}
+        # One pass over the output serves every term; the content targets need no gradient and
+        # stop at the deepest content layer (relu2_2: a fraction of the cost of relu4_3).
+        out_f = self.encoder(output)
+        with torch.no_grad():
+            tgt_f = self.encoder(content.to(output.dtype), layers=self.content.layer_weights)
         terms = {
             "content": self.content_weight * self.content(out_f, tgt_f),
             "style": self.style_weight * self.style(out_f),

@@ -85,11 +85,16 @@ class VGGEncoder(nn.Module):
         # Frozen loss network: Lightning's model.train() must not flip it.
         return super().train(False)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """`layers` (default: all of `self.layers`) also sets where the pass stops, so content
+        targets at relu2_2 never pay for relu4_3."""
+        wanted = set(self.layers if layers is None else layers)
         x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        out, wanted = {}, set(self.layers)
+        out = {}
         for name, module in zip(self._names, self.features):
             x = module(x)
             if name in wanted:
                 out[name] = x
+                if len(out) == len(wanted):
+                    break
         return out

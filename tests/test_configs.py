@@ -1,0 +1,73 @@
+"""Every config file composes, and the objects it names build (on CPU, no training)."""
+
+import pytest
+from hydra.utils import instantiate
+
+from conftest import CONF, compose
+
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+
+
+def _options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_option_composes(group, option, tmp_path):
+    over = [f"{group}={option}", f"hydra.run.dir={tmp_path}"]
+    if group == "data" and option == "folder":
+        over.append(f"data.root={tmp_path}")
+    cfg = compose("train", over)
+    assert cfg.style.name and cfg.model.width > 0
+    assert cfg.loss.content_layers and cfg.loss.style_layers
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+
+
+def test_groups_are_as_documented():
+    assert {"style", "data", "model", "loss", "loss_net", "optim", "trainer", "logger", "callbacks",
+            "experiment"} <= set(GROUPS)
+    assert {"starry_night", "the_scream", "great_wave", "composition_vii", "udnie",
+            "shipwreck_of_the_minotaur"} <= set(_options("style"))
+
+
+def test_style_images_exist():
+    from fast_nst.images import resolve_path
+
+    for name in _options("style"):
+        cfg = compose("train", [f"style={name}"])
+        assert resolve_path(cfg.style.image).is_file(), cfg.style.image
+
+
+def test_experiments_override_the_defaults():
+    demo = compose("train", ["experiment=cpu_demo"])
+    assert demo.model.width == 0.5 and demo.data.image_size == 128
+    paper = compose("train", ["experiment=johnson2016"])
+    assert paper.trainer.max_steps == 40000 and paper.data.batch_size == 4
+    assert paper.data.image_size == 256 and paper.optim.lr == 1e-3
+    assert "train2014" in paper.data.root
+    assert list(paper.loss.content_layers) == ["relu2_2"]
+    assert list(paper.loss.style_layers) == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+
+
+def test_trainer_loggers_callbacks_and_data_instantiate(tmp_path):
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = compose("train", ["logger=csv", f"run_dir={tmp_path}"])
+    HydraConfig.instance().set_config(cfg)
+    dm = instantiate(cfg.data, seed=0)
+    dm.setup("fit")
+    assert len(dm.train_set) >= 8 and len(dm.val_set) == cfg.data.val_size
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    loggers = [instantiate(c) for c in cfg.logger.values()]
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
+    assert trainer.max_steps == cfg.trainer.max_steps
+
+
+def test_stylize_config_requires_ckpt_and_input():
+    from omegaconf.errors import MissingMandatoryValue
+
+    cfg = compose("stylize", [])
+    with pytest.raises(MissingMandatoryValue):
+        _ = cfg.ckpt
+    cfg = compose("stylize", ["ckpt=x", "input=y"])
+    assert cfg.device == "auto" and cfg.batch_size >= 1
