@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -32,8 +33,17 @@ def resolve_resume(ckpt_path: str | None, callbacks: list) -> str | None:
     return ckpt_path
 
 
+def _quiet_known_warnings() -> None:
+    # The frozen VGG is in eval mode on purpose, and small folders have fewer batches per epoch
+    # than the logging interval; neither is a problem, so don't alarm users with them.
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+
+
 def train(cfg: DictConfig) -> dict:
     logging.getLogger("fast_nst").setLevel(logging.INFO)
+    _quiet_known_warnings()
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, seed=cfg.seed)
     module = StyleTransferModule(model=cfg.model, loss=cfg.loss, loss_net=cfg.loss_net,

@@ -74,3 +74,30 @@ def test_resume_without_checkpoint_is_explained(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="ckpt_path=last"):
         resolve_resume("last", [ModelCheckpoint(dirpath=tmp_path)])
+
+
+def test_default_wandb_logger_works_offline_without_account(tmp_path, photos_dir, vgg16_weights):
+    """The default logger must never need an account: offline run with config, losses, samples and
+    the exported model as an artifact."""
+    run = tmp_path / "run"
+    env_home = tmp_path / "home"  # no ~/.netrc, no API key
+    env_home.mkdir()
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(env_home), PYTHONUNBUFFERED="1")
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "data=folder", f"data.root={photos_dir}",
+         "data.image_size=32", "data.num_workers=0", "model=johnson_half", "trainer.max_steps=4",
+         "trainer.val_check_interval=2", f"loss_net.weights={vgg16_weights}",
+         f"export.dir={tmp_path / 'ck'}", f"hydra.run.dir={run}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "wandb sync" in r.stderr  # told once how to upload
+    runs = list((run / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    files = {p.name for p in runs[0].rglob("*")}
+    assert "config.yaml" in files and any(f.endswith(".wandb") for f in files)
+    assert (tmp_path / "ck" / "starry_night.safetensors").is_file()
