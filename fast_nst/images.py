@@ -97,6 +97,7 @@ def save_image_atomic(im: Image.Image, path: str | os.PathLike, **kwargs) -> Pat
     try:
         with os.fdopen(fd, "wb") as f:
             im.save(f, format=fmt, **kwargs)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
