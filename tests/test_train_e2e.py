@@ -99,5 +99,6 @@ def test_default_wandb_logger_works_offline_without_account(tmp_path, photos_dir
     runs = list((run / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     files = {p.name for p in runs[0].rglob("*")}
-    assert "config.yaml" in files and any(f.endswith(".wandb") for f in files)
+    # the run file (config, metrics, artifact records) and the logged validation grids
+    assert any(f.endswith(".wandb") for f in files) and any(f.endswith(".png") for f in files)
     assert (tmp_path / "ck" / "starry_night.safetensors").is_file()
