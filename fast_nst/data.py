@@ -96,11 +96,10 @@ class ResumableLoader(DataLoader):
         self._served = 0
 
     def __iter__(self):
-        start = self._served = self.sampler.start // self.batch_size
+        self._served = self.sampler.start // self.batch_size  # batches skipped on resume count as served
         for batch in super().__iter__():
             self._served += 1
             yield batch
-        del start
 
     def state_dict(self) -> dict:
         return {"epoch": self.sampler.epoch, "batches": self._served}
