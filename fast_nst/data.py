@@ -2,21 +2,36 @@
 
 Data order is a pure function of (seed, epoch), and each crop of (seed, epoch, position), so a
 resumed run (`ckpt_path=last`) sees exactly the batches the uninterrupted run would have seen.
+Under DDP every rank takes its own slice of each epoch's order (`EpochSampler` shards itself, so
+Lightning never wraps it).
+
+Photos are decoded either with PIL or with torchvision.io (libjpeg-turbo / libpng straight into a
+uint8 tensor, then an antialiased tensor resize): `decoder` in conf/data/*.yaml; measure with
+`python scripts/bench_data.py` or `loader_throughput()`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import random
+import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 
 from fast_nst.images import ImageError, list_images, open_image, pil_to_tensor, resolve_path, to_rgb
+
+DECODERS = ("pil", "torchvision")
+# formats torchvision.io decodes; anything else (bmp, tiff, ppm, 16-bit PNG) goes through PIL
+_TV_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 log = logging.getLogger("fast_nst")
 
@@ -31,18 +46,70 @@ def resize_crop(im: Image.Image, size: int, rng: random.Random | None) -> Image.
     return im.crop((x, y, x + size, y + size))
 
 
+def _crop_box(w: int, h: int, size: int, rng: random.Random | None) -> tuple[int, int, int, int]:
+    """Scaled (w, h) with the short side = size, and the crop's top-left (same draws as resize_crop)."""
+    s = size / min(w, h)
+    w, h = max(size, round(w * s)), max(size, round(h * s))
+    x = rng.randint(0, w - size) if rng else (w - size) // 2
+    y = rng.randint(0, h - size) if rng else (h - size) // 2
+    return w, h, x, y
+
+
+def _tv_decode(path: Path) -> torch.Tensor:
+    """torchvision.io decode to a (3, H, W) uint8 tensor, EXIF rotation applied; raises on bad data."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+    with warnings.catch_warnings():  # torchvision 0.29 flags its image codecs as deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        x = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    if x.dtype != torch.uint8:
+        raise ValueError(f"{path}: {x.dtype} image")  # 16-bit PNG: PIL's path rescales it
+    return x
+
+
+def tv_resize_crop(x: torch.Tensor, size: int, rng: random.Random | None) -> torch.Tensor:
+    """`resize_crop` for a (3, H, W) uint8 tensor: antialiased bilinear resize, then the crop."""
+    w, h, cx, cy = _crop_box(x.shape[-1], x.shape[-2], size, rng)
+    if (h, w) != tuple(x.shape[-2:]):
+        x = torch.nn.functional.interpolate(x[None], size=(h, w), mode="bilinear", antialias=True,
+                                            align_corners=False)[0]
+    return x[:, cy:cy + size, cx:cx + size]
+
+
+def load_crop(path: Path, size: int, seed: int | None, decoder: str = "pil") -> torch.Tensor:
+    """One training/validation crop as float (3, size, size) in [0, 1]; ImageError if unreadable.
+
+    With decoder="torchvision", files it cannot decode (other formats, 16-bit, corrupt) fall back
+    to PIL, which either reads them or raises the ImageError that names the problem.
+    """
+    if decoder == "torchvision" and path.suffix.lower() in _TV_SUFFIXES:
+        try:
+            x = tv_resize_crop(_tv_decode(path), size, random.Random(seed) if seed is not None else None)
+            return x.float().div_(255.0)
+        except (RuntimeError, ValueError, OSError):
+            pass
+    rng = random.Random(seed) if seed is not None else None
+    return pil_to_tensor(resize_crop(to_rgb(open_image(path)), size, rng))
+
+
 class PhotoDataset(Dataset):
     """Indexed by (file index, crop seed) pairs from `EpochSampler`; plain ints mean a centre crop.
 
     An image that fails to decode is skipped: the next file stands in, and the file is named in a
-    warning (once per process), so one bad JPEG in 118k never stops a run.
+    warning (once per process), so one bad JPEG in 118k never stops a run. `decoder`: "pil" or
+    "torchvision" (see `load_crop`).
     """
 
-    def __init__(self, files: list[Path], image_size: int):
+    def __init__(self, files: list[Path], image_size: int, decoder: str = "pil"):
         if not files:
             raise ValueError("PhotoDataset got no files")
-        self.files, self.image_size = list(files), image_size
+        if decoder not in DECODERS:
+            raise ValueError(f"data.decoder must be one of {DECODERS}, got {decoder!r}")
+        self.files, self.image_size, self.decoder = list(files), image_size, decoder
         self.bad: set[Path] = set()
+        # FAST_NST_RECORD_SAMPLES=DIR: append "rank file-index" per item read (tests check DDP shards)
+        self._record = os.environ.get("FAST_NST_RECORD_SAMPLES")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -54,42 +121,83 @@ class PhotoDataset(Dataset):
             if path in self.bad:
                 continue
             try:
-                im = to_rgb(open_image(path))
+                x = load_crop(path, self.image_size, seed, self.decoder)
             except ImageError as e:
                 self.bad.add(path)
                 log.warning("skipping unreadable image (%d skipped so far in this process): %s",
                             len(self.bad), e)
                 continue
-            rng = random.Random(seed) if seed is not None else None
-            return pil_to_tensor(resize_crop(im, self.image_size, rng))
+            if self._record:
+                self._write_record(idx)
+            return x
         raise RuntimeError(f"none of the {len(self.files)} images could be read")
 
+    def _write_record(self, idx: int) -> None:
+        rank = _dist_world()[1]
+        d = Path(self._record)
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / f"rank{rank}.txt", "a") as f:
+            f.write(f"{rank} {idx}\n")
 
-class EpochSampler(Sampler):
-    """Seeded permutation per epoch that can start part-way through (for exact resume)."""
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
-        self.n, self.seed, self.shuffle = n, seed, shuffle
-        self.epoch, self.start = 0, 0
+def _dist_world() -> tuple[int, int]:
+    """(world size, rank) of the initialised torch.distributed group, else (1, 0)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+class EpochSampler(DistributedSampler):
+    """Seeded permutation per epoch that can start part-way through (for exact resume), sharded
+    over the ranks of a DDP run.
+
+    Every rank draws the same global order for (seed, epoch), pads it to a multiple of the world
+    size by repeating its head (like DistributedSampler), and keeps positions rank, rank + world,
+    ...: disjoint shards of equal length, so all ranks run the same number of steps. With one
+    process the order is exactly that of a non-distributed run. `num_replicas`/`rank` default to
+    the initialised torch.distributed group (Lightning creates the train loader after joining it).
+
+    It subclasses DistributedSampler only so that Lightning sees it shards itself and does not
+    wrap it (a wrapper would hide `epoch`/`start`, which exact resume needs); it shares no code.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True,
+                 num_replicas: int | None = None, rank: int | None = None):
+        # no DistributedSampler.__init__: it wants a dataset and an initialised process group
+        world, r = _dist_world()
+        self.num_replicas = world if num_replicas is None else num_replicas
+        self.rank = r if rank is None else rank
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(f"rank {self.rank} outside world size {self.num_replicas}")
+        self.n, self.seed, self.shuffle, self.drop_last = n, seed, shuffle, False
+        self.total_size = math.ceil(n / self.num_replicas) * self.num_replicas
+        self.num_samples = self.total_size // self.num_replicas
+        self.epoch, self.start = 0, 0  # start: positions of this rank's shard to skip (resume)
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this at every epoch start
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return self.num_samples
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
         order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
         crops = torch.randint(0, 2**31 - 1, (self.n,), generator=g)
+        pad = self.total_size - self.n
+        if pad:  # drawn after the unpadded order, so one process matches a non-distributed run
+            order = torch.cat([order, order.repeat(math.ceil(pad / self.n))[:pad]])
+            crops = torch.cat([crops, torch.randint(0, 2**31 - 1, (pad,), generator=g)])
         start, self.start = self.start, 0
-        for k in range(start, self.n):
+        for k in range(self.rank + start * self.num_replicas, self.total_size, self.num_replicas):
             yield int(order[k]), int(crops[k])
 
 
 class ResumableLoader(DataLoader):
     """A DataLoader that Lightning checkpoints (it calls state_dict/load_state_dict on loaders
-    that have them) as (epoch, batches handed out)."""
+    that have them) as (epoch, batches handed out per rank, world size). Under DDP all ranks hand
+    out the same number of batches, so rank zero's state (the one saved) is everyone's; resuming
+    with another world size keeps the epoch and the fraction of it already done (not exact)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -102,11 +210,23 @@ class ResumableLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict:
-        return {"epoch": self.sampler.epoch, "batches": self._served}
+        return {"epoch": self.sampler.epoch, "batches": self._served,
+                "world_size": self.sampler.num_replicas}
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.epoch = state["epoch"]
-        self.sampler.start = state["batches"] * self.batch_size
+        batches = state["batches"] * state.get("world_size", 1) // self.sampler.num_replicas
+        self.sampler.start = batches * self.batch_size
+
+
+def loader_kwargs(num_workers: int, pin_memory: bool = True, persistent_workers: bool = True,
+                  prefetch_factor: int | None = 2) -> dict:
+    """DataLoader speed options; those that only mean something with workers or CUDA are dropped
+    otherwise (PyTorch rejects prefetch_factor without workers, pinning without CUDA is a no-op)."""
+    kw = dict(num_workers=num_workers, pin_memory=bool(pin_memory) and torch.cuda.is_available())
+    if num_workers > 0:
+        kw.update(persistent_workers=bool(persistent_workers), prefetch_factor=prefetch_factor)
+    return kw
 
 
 def scan_images(files: list[Path]) -> tuple[list[Path], list[str]]:
@@ -140,6 +260,8 @@ class PhotoDataModule(pl.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         drop_last: bool = True,
+        prefetch_factor: int | None = 2,
+        decoder: str = "torchvision",
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -173,15 +295,13 @@ class PhotoDataModule(pl.LightningDataModule):
         if len(train) < (hp.batch_size if hp.drop_last else 1):
             raise ValueError(f"data.root={hp.root}: found {len(train)} usable training images, "
                              f"fewer than data.batch_size={hp.batch_size}")
-        self.train_set = PhotoDataset(train, hp.image_size)
-        self.val_set = PhotoDataset(val, hp.image_size) if val else None
+        self.train_set = PhotoDataset(train, hp.image_size, hp.decoder)
+        self.val_set = PhotoDataset(val, hp.image_size, hp.decoder) if val else None
         log.info("data: %d training and %d validation images from %s", len(train), len(val), root)
 
     def _loader_kwargs(self) -> dict:
-        hp = self.hparams
-        workers = hp.num_workers
-        return dict(num_workers=workers, pin_memory=hp.pin_memory and torch.cuda.is_available(),
-                    persistent_workers=hp.persistent_workers and workers > 0)
+        return loader_kwargs(self.hparams.num_workers, self.hparams.pin_memory,
+                             self.hparams.persistent_workers, self.hparams.prefetch_factor)
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
@@ -194,3 +314,37 @@ class PhotoDataModule(pl.LightningDataModule):
             return []
         return DataLoader(self.val_set, batch_size=self.hparams.batch_size, shuffle=False,
                           **self._loader_kwargs())
+
+
+def loader_throughput(files: list[Path] | str, image_size: int = 256, batch_size: int = 4,
+                      num_workers: int = 0, decoder: str = "pil", images: int = 96,
+                      warmup_batches: int = 2, prefetch_factor: int | None = 2, seed: int = 0) -> dict:
+    """Images/s of the training loader alone (decode + resize + crop + collate), steady state.
+
+    `files`: a list of image paths or a folder. Batches are drawn (epochs repeat as needed) until
+    `images` have been timed after `warmup_batches` (which absorb worker start-up). Returns
+    {"images_per_s", "images", "seconds", "decoder", "num_workers", "image_size", "batch_size"}.
+    """
+    if not isinstance(files, list):
+        files = list_images(files)
+    ds = PhotoDataset(files, image_size, decoder)
+    sampler = EpochSampler(len(ds), seed=seed, num_replicas=1, rank=0)
+    loader = ResumableLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=True,
+                             **loader_kwargs(num_workers, False, True, prefetch_factor))
+    want = warmup_batches + math.ceil(images / batch_size)
+    seen, epoch = 0, 0
+    t0 = time.perf_counter()  # reset after the warm-up batches
+    while seen < want:
+        sampler.set_epoch(epoch)
+        for _ in loader:
+            seen += 1
+            if seen == warmup_batches:
+                t0 = time.perf_counter()
+            if seen >= want:
+                break
+        epoch += 1
+    dt = time.perf_counter() - t0
+    n = (want - warmup_batches) * batch_size
+    return {"images_per_s": n / dt if dt > 0 else float("inf"), "images": n, "seconds": dt,
+            "decoder": decoder, "num_workers": num_workers, "image_size": image_size,
+            "batch_size": batch_size}
