@@ -108,7 +108,8 @@ class PhotoDataset(Dataset):
             raise ValueError(f"data.decoder must be one of {DECODERS}, got {decoder!r}")
         self.files, self.image_size, self.decoder = list(files), image_size, decoder
         self.bad: set[Path] = set()
-        # FAST_NST_RECORD_SAMPLES=DIR: append "rank file-index" per item read (tests check DDP shards)
+        # FAST_NST_RECORD_SAMPLES=DIR: append "file-index crop-seed" per training item read to
+        # DIR/rank<R>.txt (tests check that DDP ranks read disjoint shards)
         self._record = os.environ.get("FAST_NST_RECORD_SAMPLES")
 
     def __len__(self) -> int:
@@ -127,17 +128,16 @@ class PhotoDataset(Dataset):
                 log.warning("skipping unreadable image (%d skipped so far in this process): %s",
                             len(self.bad), e)
                 continue
-            if self._record:
-                self._write_record(idx)
+            if self._record and seed is not None:
+                self._write_record(idx, seed)
             return x
         raise RuntimeError(f"none of the {len(self.files)} images could be read")
 
-    def _write_record(self, idx: int) -> None:
-        rank = _dist_world()[1]
+    def _write_record(self, idx: int, seed: int) -> None:
         d = Path(self._record)
         d.mkdir(parents=True, exist_ok=True)
-        with open(d / f"rank{rank}.txt", "a") as f:
-            f.write(f"{rank} {idx}\n")
+        with open(d / f"rank{_dist_world()[1]}.txt", "a") as f:
+            f.write(f"{idx} {seed}\n")
 
 
 def _dist_world() -> tuple[int, int]:

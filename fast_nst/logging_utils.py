@@ -23,6 +23,13 @@ def wandb_has_credentials() -> bool:
         return False
 
 
+def _launch_rank() -> int:
+    """Global rank as known before the Trainer exists (env of torchrun / SLURM / Lightning's DDP)."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0)
+
+
 def wandb_logger(mode: str = "auto", **kwargs):
     """WandbLogger whose `mode: auto` goes online only when the user is logged in.
 
@@ -32,7 +39,7 @@ def wandb_logger(mode: str = "auto", **kwargs):
 
     if mode == "auto":
         mode = os.environ.get("WANDB_MODE") or ("online" if wandb_has_credentials() else "offline")
-        if mode == "offline":
+        if mode == "offline" and _launch_rank() == 0:
             save_dir = Path(kwargs.get("save_dir") or ".")
             log.warning("W&B: no account found (run `wandb login` to stream runs); logging offline "
                         "to %s. Upload later with: wandb sync %s", save_dir / "wandb",
@@ -41,7 +48,11 @@ def wandb_logger(mode: str = "auto", **kwargs):
 
 
 def log_image_grid(trainer, key: str, images: torch.Tensor, step: int, nrow: int = 2) -> None:
-    """`images`: (N, 3, H, W) in [0, 1]; shown as rows of `nrow` (content | stylized)."""
+    """`images`: (N, 3, H, W) in [0, 1]; shown as rows of `nrow` (content | stylized).
+
+    Rank zero only under DDP (other ranks' CSV loggers would write the same PNG paths)."""
+    if not getattr(trainer, "is_global_zero", True):
+        return
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
     from torchvision.utils import make_grid
 

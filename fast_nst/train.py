@@ -42,6 +42,8 @@ def _quiet_known_warnings() -> None:
 
 
 def train(cfg: DictConfig) -> dict:
+    """Fit and export. Under DDP every process runs this; only global rank zero writes the export
+    and logs, so on other ranks `export` is None (`rank` says which process returned)."""
     logging.getLogger("fast_nst").setLevel(logging.INFO)
     _quiet_known_warnings()
     pl.seed_everything(cfg.seed, workers=True)
@@ -59,4 +61,5 @@ def train(cfg: DictConfig) -> dict:
     if export:
         log.info("done: %s  ->  python stylize.py ckpt=%s input=PHOTO", export, export)
     return {"export": export, "metrics": metrics, "global_step": trainer.global_step,
-            "skipped_images": len(getattr(datamodule, "skipped", []))}
+            "skipped_images": len(getattr(datamodule, "skipped", [])),
+            "rank": trainer.global_rank, "world_size": trainer.world_size}
