@@ -21,6 +21,24 @@ def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
+# Speed options of the training step (conf/perf/*.yaml). Defaults are the `fast` profile measured
+# by scripts/bench.py; each one leaves the loss unchanged up to float rounding.
+PERF_DEFAULTS = dict(
+    vgg_pass="separate",   # separate | concat | full (see PerceptualLoss)
+    channels_last=True,    # NHWC activations for the transformer and the VGG (oneDNN / cuDNN)
+    compile=False,         # torch.compile the transformer and the VGG encoder
+    compile_mode=None,     # torch.compile mode (None = default; "max-autotune" etc.)
+)
+
+
+def perf_options(perf: dict | None) -> dict:
+    perf = dict(_plain(perf) or {})
+    unknown = set(perf) - set(PERF_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown perf options {sorted(unknown)}; known: {sorted(PERF_DEFAULTS)}")
+    return {**PERF_DEFAULTS, **perf}
+
+
 class StyleTransferModule(pl.LightningModule):
     """Arguments mirror the config groups `model`, `loss`, `loss_net`, `style`, `optim`.
 
@@ -28,10 +46,13 @@ class StyleTransferModule(pl.LightningModule):
     `loss_net.weights`), which keeps checkpoints at the size of the small network.
     """
 
-    def __init__(self, model: dict, loss: dict, loss_net: dict, style: dict, optim: dict):
+    def __init__(self, model: dict, loss: dict, loss_net: dict, style: dict, optim: dict,
+                 perf: dict | None = None):
         super().__init__()
         model, loss, loss_net, style, optim = map(_plain, (model, loss, loss_net, style, optim))
-        self.save_hyperparameters(dict(model=model, loss=loss, loss_net=loss_net, style=style, optim=optim))
+        self.perf = perf_options(perf)
+        self.save_hyperparameters(dict(model=model, loss=loss, loss_net=loss_net, style=style, optim=optim,
+                                       perf=self.perf))
         self.net = TransformerNet(**model)
         encoder = VGGEncoder(
             layers=set(loss["content_layers"]) | set(loss["style_layers"]),
@@ -40,9 +61,21 @@ class StyleTransferModule(pl.LightningModule):
             encoder, loss["content_layers"], loss["style_layers"],
             content_weight=loss["content_weight"],
             style_weight=loss["style_weight"] * style.get("weight", 1.0),
-            tv_weight=loss["tv_weight"])
+            tv_weight=loss["tv_weight"], vgg_pass=self.perf["vgg_pass"])
         style_img = pil_to_tensor(load_rgb(style["image"], max_size=loss.get("style_size"))).unsqueeze(0)
         self.criterion.set_style([style_img])
+        self.memory_format = torch.channels_last if self.perf["channels_last"] else torch.contiguous_format
+        if self.perf["channels_last"]:
+            self.net.to(memory_format=torch.channels_last)
+            encoder.to(memory_format=torch.channels_last)
+        # What runs the step; `self.net` stays the plain module (export, checkpoints). Kept out of
+        # the module tree so state_dict has no duplicate keys.
+        net_fn = self.net
+        if self.perf["compile"]:
+            kw = {"mode": self.perf["compile_mode"]} if self.perf["compile_mode"] else {}
+            net_fn = torch.compile(self.net, **kw)
+            encoder.forward = torch.compile(encoder.forward, **kw)
+        object.__setattr__(self, "_net_fn", net_fn)
         self.vgg_source = encoder.weights_source
         self.strict_loading = False  # checkpoints omit the frozen VGG
         self._val_grid: torch.Tensor | None = None
@@ -57,7 +90,8 @@ class StyleTransferModule(pl.LightningModule):
         return self.net(x)
 
     def _step(self, batch: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict]:
-        out = self.net(batch)
+        batch = batch.contiguous(memory_format=self.memory_format)
+        out = self._net_fn(batch)
         terms = self.criterion(out, batch)
         bs = batch.shape[0]
         self.log_dict({f"{stage}/{k}": v.detach() for k, v in terms.items()},

@@ -87,10 +87,24 @@ def total_variation(img: torch.Tensor) -> torch.Tensor:
     return dh.float().pow(2).mean() + dw.float().pow(2).mean()
 
 
+VGG_PASSES = ("separate", "concat", "full")
+
+
 class PerceptualLoss(nn.Module):
     """content_weight * content + style_weight * style + tv_weight * TV, from one VGG pass.
 
     `forward(output, content)` returns a dict with `loss` and each weighted term.
+
+    `vgg_pass` chooses how the loss network sees the two batches (all give the same loss up to
+    float rounding; `scripts/bench.py` measures them):
+
+    * ``separate`` (default): one pass over the output to the deepest loss layer, plus a
+      no-grad pass over the content that stops at the deepest *content* layer (relu2_2).
+    * ``concat``: output and content concatenated along the batch go through the shared layers
+      in one call (bigger convs), then only the output half continues to the deeper style layers.
+      Costs an input-gradient backward over the content half of the shared layers.
+    * ``full``: two full passes to the deepest layer, as pytorch/examples does (the bench's
+      ``plain`` profile).
     """
 
     def __init__(
@@ -101,8 +115,12 @@ class PerceptualLoss(nn.Module):
         content_weight: float = 1.0,
         style_weight: float = 1.0,
         tv_weight: float = 0.0,
+        vgg_pass: str = "separate",
     ):
         super().__init__()
+        if vgg_pass not in VGG_PASSES:
+            raise ValueError(f"vgg_pass must be one of {VGG_PASSES}, got {vgg_pass!r}")
+        self.vgg_pass = vgg_pass
         self.encoder = encoder
         self.content = ContentLoss(content_layers)
         self.style = StyleLoss(style_layers)
@@ -116,12 +134,23 @@ class PerceptualLoss(nn.Module):
     def set_style(self, style_images: list[torch.Tensor], blend: list[float] | None = None) -> None:
         self.style.set_targets([self.encoder(s) for s in style_images], blend)
 
-    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        # One pass over the output serves every term; the content targets need no gradient and
-        # stop at the deepest content layer (relu2_2: a fraction of the cost of relu4_3).
+    def features(self, output: torch.Tensor, content: torch.Tensor) -> tuple[Features, Features]:
+        """(loss-layer features of the output, content-layer features of the content)."""
+        content = content.to(output.dtype)
+        if self.vgg_pass == "concat" and hasattr(self.encoder, "forward_concat"):
+            return self.encoder.forward_concat(output, content, self.content.layer_weights)
+        # One pass over the output serves every term.
         out_f = self.encoder(output)
+        if self.vgg_pass == "full":
+            return out_f, self.encoder(content)
+        # The content targets need no gradient and stop at the deepest content layer (relu2_2:
+        # a fraction of the cost of relu4_3).
         with torch.no_grad():
-            tgt_f = self.encoder(content.to(output.dtype), layers=self.content.layer_weights)
+            tgt_f = self.encoder(content, layers=self.content.layer_weights)
+        return out_f, tgt_f
+
+    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        out_f, tgt_f = self.features(output, content)
         terms = {
             "content": self.content_weight * self.content(out_f, tgt_f),
             "style": self.style_weight * self.style(out_f),

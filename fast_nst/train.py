@@ -49,7 +49,7 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, seed=cfg.seed)
     module = StyleTransferModule(model=cfg.model, loss=cfg.loss, loss_net=cfg.loss_net,
-                                 style=cfg.style, optim=cfg.optim)
+                                 style=cfg.style, optim=cfg.optim, perf=cfg.get("perf"))
     loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c]
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

@@ -15,9 +15,37 @@ NORMS = ("instance", "batch")
 UPSAMPLES = ("transpose", "nearest")
 
 
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """`nn.InstanceNorm2d(affine=True)` (same parameters and state_dict) with a channels_last path.
+
+    PyTorch computes instance norm as batch norm over a (1, B*C, H, W) view, which forces a copy
+    of every NHWC activation into NCHW and back (measured: ~30% of the 1024 px forward on CPU).
+    For NHWC input this computes the per-image, per-channel statistics directly and applies
+    them as one scale-and-shift (in place when no gradient is needed), keeping the layout.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.dim() != 4 or not self.affine or self.track_running_stats
+                or not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous()):
+            return super().forward(x)
+        b, c, h, w = x.shape
+        # (B, H*W, C) view of the NHWC memory: the reductions below run along contiguous C
+        # (torch.var_mean over H, W of NHWC measured ~4x slower than mean + vecdot).
+        v = x.permute(0, 2, 3, 1).reshape(b, h * w, c).float()
+        mean = v.mean(1)
+        var = (torch.linalg.vecdot(v, v, dim=1) / (h * w) - mean * mean).clamp_min(0)
+        mean, var = mean.view(b, c, 1, 1), var.view(b, c, 1, 1)
+        scale = self.weight.view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
+        shift = self.bias.view(1, -1, 1, 1) - mean * scale
+        scale, shift = scale.to(x.dtype), shift.to(x.dtype)
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return torch.addcmul(shift, x, scale)
+        return x.mul_(scale).add_(shift)
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
+        return InstanceNorm2d(channels, affine=True)
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")

@@ -98,3 +98,31 @@ class VGGEncoder(nn.Module):
                 if len(out) == len(wanted):
                     break
         return out
+
+    def forward_concat(self, output: torch.Tensor, content: torch.Tensor,
+                       content_layers: Iterable[str]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One batched pass over `cat([output, content])` up to the deepest content layer, then
+        the output half alone continues to the deepest of `self.layers`.
+
+        Returns (features of `output` at `self.layers`, features of `content` at
+        `content_layers`, detached). Same values as two separate passes, up to float rounding.
+        """
+        content_layers = set(content_layers)
+        n = output.shape[0]
+        last_content = max(self._names.index(l) for l in content_layers)
+        wanted = set(self.layers)
+        x = torch.cat([output, content.to(output.dtype)])
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        out, tgt = {}, {}
+        for i, (name, module) in enumerate(zip(self._names, self.features)):
+            x = module(x)
+            if i <= last_content:  # x holds both halves
+                if name in content_layers:
+                    tgt[name] = x[n:].detach()
+                if i == last_content:
+                    x = x[:n]
+            if name in wanted:
+                out[name] = x[:n]
+                if len(out) == len(wanted):
+                    break
+        return out, tgt
