@@ -1,0 +1,33 @@
+"""scripts/bench.py --quick: the benchmark runs end to end and writes its JSON (no timing asserts)."""
+
+import json
+
+from conftest import run_script
+
+
+def test_bench_quick_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    r = run_script("scripts/bench.py", "--quick", "--device", "cpu", "--out", str(out), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Training" in r.stdout and "Inference" in r.stdout and "not run" in r.stdout
+    res = json.loads(out.read_text())
+    cpu = res["devices"]["cpu"]
+    assert cpu["peak"]["matmul_gflops"] > 0 and cpu["peak"]["conv3x3_gflops_channels_last"] > 0
+    train = {r["profile"]: r for r in cpu["train"]}
+    assert set(train) == {"plain", "fast", "pytorch/examples"}
+    for name in ("plain", "fast"):
+        t = train[name]
+        for key in ("images_per_s", "step_s", "gflop_per_step", "achieved_gflops", "peak_mem_mb", "loss_final"):
+            assert t[key] > 0, (name, key)
+        assert t["speedup_vs_plain"] > 0
+    # Same seed, same photos: the two profiles reach the same loss (fp32 on CPU).
+    assert abs(train["fast"]["loss_final"] / train["plain"]["loss_final"] - 1) < 1e-3
+    assert train["pytorch/examples"]["step_s"] is None  # --examples not given: "not run"
+    infer = [r for r in cpu["infer"] if r["profile"] in ("plain", "fast")]
+    assert {r["size"] for r in infer} == {64, 128}
+    assert all(r["median_s"] > 0 and r["achieved_gflops"] > 0 for r in infer)
+
+
+def test_bench_help():
+    r = run_script("scripts/bench.py", "--help", timeout=120)
+    assert r.returncode == 0 and "--examples" in r.stdout and "--quick" in r.stdout
