@@ -21,6 +21,10 @@ def gram_matrix(feat: torch.Tensor) -> torch.Tensor:
     Computed in float32 even under autocast: bf16 sums over H*W lose too much precision.
     """
     b, c, h, w = feat.shape
+    if c > 1 and feat.is_contiguous(memory_format=torch.channels_last) and not feat.is_contiguous():
+        # NHWC memory is a (B, H*W, C) matrix already: F F^T = V^T V without a layout copy.
+        v = feat.permute(0, 2, 3, 1).reshape(b, h * w, c).float()
+        return torch.bmm(v.transpose(1, 2), v) / (c * h * w)
     f = feat.reshape(b, c, h * w).float()
     return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
 

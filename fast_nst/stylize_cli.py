@@ -51,7 +51,8 @@ def plan_outputs(files: list[Path], base: Path | None, output: str | None, style
 
 def run(cfg) -> int:
     """Returns the number of inputs that failed."""
-    stylizer = Stylizer.load(cfg.ckpt, device=cfg.device, half=cfg.half)
+    stylizer = Stylizer.load(cfg.ckpt, device=cfg.device, half=cfg.half,
+                             channels_last=cfg.get("channels_last", True))
     files, base = collect_inputs(str(cfg.input))
     if not files:
         raise FileNotFoundError(f"input={cfg.input}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")

@@ -38,7 +38,7 @@ SHARED = ROOT.parent / "shared"
 # Profiles: overrides of conf/ (perf group, data, trainer precision) and inference settings.
 # `plain` is what a straightforward implementation does; `fast` is the project default.
 PROFILES = {
-    "plain": dict(perf="plain", num_workers=0, precision="32", infer=dict(channels_last=False, inference_mode=False, half=False)),
+    "plain": dict(perf="plain", num_workers=0, data_over={"decoder": "pil"}, precision="32", infer=dict(channels_last=False, inference_mode=False, half=False)),
     "fast": dict(perf="fast", num_workers=None, precision="auto", infer=dict(channels_last=True, inference_mode=True, half=True)),
     # Ablations (pass with --profiles): one option changed from `fast`.
     "fast-concat": dict(perf="fast", perf_over={"vgg_pass": "concat"}, num_workers=None, precision="auto",
@@ -49,7 +49,8 @@ PROFILES = {
     "fast-bf16": dict(perf="fast", num_workers=None, precision="bf16-mixed", infer=dict(channels_last=True, inference_mode=True, half=True)),
     "fast-compile": dict(perf="fast", perf_over={"compile": True}, num_workers=None, precision="auto",
                          infer=dict(channels_last=True, inference_mode=True, half=True, compile=True)),
-    "plain-cut": dict(perf="plain", perf_over={"vgg_pass": "separate"}, num_workers=0, precision="32",
+    "plain-cut": dict(perf="plain", perf_over={"vgg_pass": "separate"}, num_workers=0, data_over={"decoder": "pil"},
+                      precision="32",
                       infer=dict(channels_last=False, inference_mode=False, half=False)),
 }
 
@@ -159,7 +160,11 @@ def compose_cfg(profile: dict, args, device: torch.device, size: int):
         over.append(f"perf.{k}={v}")
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=over)
+        cfg = compose(config_name="train", overrides=over)
+    for k, v in (profile.get("data_over") or {}).items():
+        if k in cfg.data:  # e.g. data.decoder, where this checkout's data module has it
+            cfg.data[k] = v
+    return cfg
 
 
 def bench_train(name: str, profile: dict, args, device: torch.device, size: int) -> dict:
@@ -181,15 +186,16 @@ def bench_train(name: str, profile: dict, args, device: torch.device, size: int)
 
     class Timer(pl.Callback):
         def __init__(self):
-            self.t, self.losses, self.flops = [], [], None
+            self.t, self.c, self.losses = [], [], []
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if batch_idx == 0 and not self.t:
-                sync(device); self.t.append(time.perf_counter())
+                sync(device); self.t.append(time.perf_counter()); self.c.append(time.process_time())
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             sync(device)
             self.t.append(time.perf_counter())
+            self.c.append(time.process_time())
             self.losses.append(float(outputs["loss"]))
 
     timer = Timer()
@@ -203,6 +209,9 @@ def bench_train(name: str, profile: dict, args, device: torch.device, size: int)
     t = timer.t
     steady = t[args.warmup:]  # boundaries of the timed steps (data fetch + step + optimizer)
     step_s = (steady[-1] - steady[0]) / max(1, len(steady) - 1)
+    # CPU seconds of this process per step: less sensitive than wall time to other jobs on the
+    # machine (it excludes loader worker processes).
+    cpu_s = (timer.c[-1] - timer.c[args.warmup]) / max(1, len(steady) - 1)
     # FLOPs of one training step (forward, backward, both VGG passes), counted on one batch.
     batch = torch.stack([dm.train_set[(i, i)] for i in range(args.batch)]).to(device)
     module.to(device)
@@ -217,7 +226,7 @@ def bench_train(name: str, profile: dict, args, device: torch.device, size: int)
         "profile": name, "image_size": size, "batch_size": args.batch, "precision": precision,
         "perf": OmegaConf.to_container(cfg.perf), "num_workers": int(cfg.data.num_workers),
         "steps_timed": len(steady) - 1, "warmup": args.warmup,
-        "step_s": step_s, "images_per_s": args.batch / step_s,
+        "step_s": step_s, "images_per_s": args.batch / step_s, "main_process_cpu_s_per_step": cpu_s,
         "step_times_s": [b - a for a, b in zip(t, t[1:])],
         "loss_final": timer.losses[-1], "loss_mean_last3": statistics.fmean(timer.losses[-3:]),
         "losses": timer.losses, "gflop_per_step": flops / 1e9, "achieved_gflops": flops / 1e9 / step_s,
@@ -315,13 +324,17 @@ def bench_train_examples(args, device: torch.device, size: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------- inference
-def _median_latency(fn, device, reps: int, budget_s: float) -> tuple[float, int]:
+def _median_latency(fn, device, reps: int, budget_s: float) -> tuple[float, int, float]:
+    """(median wall s, repetitions, median process CPU s) after one warm-up call."""
     fn(); sync(device)  # warm-up (oneDNN primitive creation, cuDNN autotune)
     ts: list[float] = []
+    cs: list[float] = []
     start = time.perf_counter()
-    while len(ts) < reps and (len(ts) < 3 or time.perf_counter() - start < budget_s):
-        t = time.perf_counter(); fn(); sync(device); ts.append(time.perf_counter() - t)
-    return statistics.median(ts), len(ts)
+    while len(ts) < reps and (len(ts) < 2 or time.perf_counter() - start < budget_s):
+        t, c = time.perf_counter(), time.process_time()
+        fn(); sync(device)
+        ts.append(time.perf_counter() - t); cs.append(time.process_time() - c)
+    return statistics.median(ts), len(ts), statistics.median(cs)
 
 
 def bench_infer(name: str, profile: dict, args, device: torch.device, sizes: list[int]) -> list[dict]:
@@ -347,9 +360,9 @@ def bench_infer(name: str, profile: dict, args, device: torch.device, sizes: lis
     for s in sizes:
         x = torch.rand(1, 3, s, s)
         with PeakMemory(device) as mem:
-            med, n = _median_latency(lambda: run(x), device, args.reps, args.budget)
+            med, n, cpu = _median_latency(lambda: run(x), device, args.reps, args.budget)
         gflop = flops_256 * (s / 256) ** 2 / 1e9
-        rows.append({"profile": name, "size": s, "median_s": med, "reps": n, "gflop": gflop,
+        rows.append({"profile": name, "size": s, "median_s": med, "reps": n, "cpu_s": cpu, "gflop": gflop,
                      "achieved_gflops": gflop / med, "peak_mem_mb": mem.mb,
                      "half": bool(inf["half"] and device.type == "cuda"),
                      "channels_last": inf["channels_last"]})
@@ -375,9 +388,9 @@ def bench_infer_examples(args, device: torch.device, sizes: list[int]) -> list[d
     for s in sizes:
         x = torch.rand(1, 3, s, s) * 255
         with PeakMemory(device) as mem:
-            med, n = _median_latency(lambda: run(x), device, args.reps, args.budget)
+            med, n, cpu = _median_latency(lambda: run(x), device, args.reps, args.budget)
         gflop = flops_256 * (s / 256) ** 2 / 1e9
-        rows.append({"profile": "pytorch/examples", "size": s, "median_s": med, "reps": n, "gflop": gflop,
+        rows.append({"profile": "pytorch/examples", "size": s, "median_s": med, "reps": n, "cpu_s": cpu, "gflop": gflop,
                      "achieved_gflops": gflop / med, "peak_mem_mb": mem.mb})
         log(f"  infer {'pytorch/examples':>16} {s:5d} px: {med * 1000:9.1f} ms  ({n} reps)")
     return rows
@@ -454,7 +467,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sizes", default="256,512,1024,2048", help="inference sizes (default: %(default)s)")
     p.add_argument("--reps", type=int, default=5, help="inference repetitions; the median is reported (default: %(default)s)")
     p.add_argument("--budget", type=float, default=20.0,
-                   help="stop repeating an inference size after this many seconds (>= 3 reps) (default: %(default)s)")
+                   help="stop repeating an inference size after this many seconds (>= 2 reps) (default: %(default)s)")
     p.add_argument("--model", default="johnson", help="conf/model option (default: %(default)s)")
     p.add_argument("--photos", default=default_photos(), help="training photos (default: %(default)s)")
     p.add_argument("--style", default=str(ROOT / "assets" / "styles" / "starry_night.jpg"))

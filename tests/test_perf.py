@@ -116,3 +116,11 @@ def test_fast_and_plain_training_steps_agree(vgg16_weights, style_image):
         losses[name] = loss.item()
         assert not any(k.startswith("_net_fn") for k in m.state_dict())
     assert losses["fast"] == pytest.approx(losses["plain"], rel=1e-4)
+
+
+def test_gram_of_channels_last_features_equals_contiguous():
+    from fast_nst.losses import gram_matrix
+
+    f = torch.randn(2, 16, 9, 11)
+    torch.testing.assert_close(gram_matrix(f.contiguous(memory_format=torch.channels_last)), gram_matrix(f),
+                               rtol=1e-5, atol=1e-6)
