@@ -61,7 +61,7 @@ def training_objective(meta: dict, device: torch.device, style_image: str | None
 
 def evaluate(ckpt: str | Path, photos: list[Path], size: int, iterations: int,
              device: torch.device, style_image: str | None = None, vgg_weights: str | None = None,
-             progress=None) -> dict:
+             stop_early: bool = True, progress=None) -> dict:
     net, meta = load_network(ckpt, device=device)
     perceptual, painting = training_objective(meta, device, style_image, vgg_weights)
     results: list[PhotoResult] = []
@@ -86,7 +86,7 @@ def evaluate(ckpt: str | Path, photos: list[Path], size: int, iterations: int,
                 progress(i, k, terms["loss"], ff_loss)
 
         run = optimize_pixels(objective, photo, "lbfgs", iterations, lr=1.0, callback=callback,
-                              stop_below=ff_loss)
+                              stop_below=ff_loss if stop_early else None)
         k = first_reaching(run.losses, ff_loss)
         n_steps = max(len(run.losses) - 1, 1)
         results.append(PhotoResult(

@@ -140,7 +140,7 @@ def test_first_reaching():
 
 def test_quality_script_on_the_shipped_model(tmp_path):
     r = run_script("scripts/quality.py", "ckpt=starry_night", f"photos={ROOT / 'assets' / 'photos'}",
-                   "num_photos=2", "size=64", "iterations=15", f"output={tmp_path}",
+                   "num_photos=2", "size=64", "iterations=15", "stop_early=false", f"output={tmp_path}",
                    f"vgg_weights={vgg_source('vgg16')}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "equivalent L-BFGS iterations: median" in r.stdout
@@ -148,7 +148,7 @@ def test_quality_script_on_the_shipped_model(tmp_path):
     assert report["summary"]["photos"] == 2 and len(report["per_photo"]) == 2
     for p in report["per_photo"]:
         losses, k = p["lbfgs_losses"], p["equivalent_iterations"]
-        assert p["feedforward_loss"] > 0 and losses[0] > 0
+        assert p["feedforward_loss"] > 0 and losses[0] > 0 and len(losses) == 16  # x_0 .. x_15
         if k is not None:  # the reported iteration really is the first at or below the network's loss
             assert losses[k] <= p["feedforward_loss"] and all(v > p["feedforward_loss"] for v in losses[:k])
     png = (tmp_path / "quality.png").read_bytes()
