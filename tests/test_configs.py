@@ -5,7 +5,8 @@ from hydra.utils import instantiate
 
 from conftest import CONF, compose
 
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+# conf/optimize/ is the separate config root of optimize.py and scripts/quality.py (tests/test_gatys.py)
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "optimize")
 
 
 def _options(group):

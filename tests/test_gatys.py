@@ -133,6 +133,16 @@ def test_presets_compose(preset):
         assert (cfg.loss_net.arch, cfg.optimizer, cfg.lr) == ("vgg16", "adam", 1.0) and cfg.lr_step
 
 
+def test_quality_config_composes():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF / "optimize"), version_base="1.3"):
+        cfg = compose(config_name="quality", overrides=["size=64"])
+    assert cfg.size == 64 and cfg.iterations > 0 and cfg.stop_early is True
+
+
 def test_first_reaching():
     assert first_reaching([5.0, 4.0, 3.0, 2.0], 3.0) == 2
     assert first_reaching([5.0, 4.0], 1.0) is None
