@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from fast_nst.images import atomic_write
 from fast_nst.models.transformer import TransformerNet
 
 FORMAT = "fast_nst.transformer.v1"
@@ -30,8 +30,6 @@ def _version() -> str:
 def export_network(net: TransformerNet, path: str | os.PathLike, *, style: dict | None = None,
                    loss: dict | None = None, vgg_weights: str | None = None,
                    extra: dict[str, Any] | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT,
         "fast_nst.version": _version(),
@@ -42,16 +40,7 @@ def export_network(net: TransformerNet, path: str | os.PathLike, *, style: dict 
         "fast_nst.extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

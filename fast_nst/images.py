@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -82,10 +83,25 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def save_image_atomic(im: Image.Image, path: str | os.PathLike, **kwargs) -> Path:
-    """Write via a temporary file in the same folder and rename, so a crash never leaves half a file."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """`write(tmp)` into a temporary file in `path`'s folder, then rename it over `path`: a crash
+    or Ctrl-C never leaves a half-written image, export or report."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_image_atomic(im: Image.Image, path: str | os.PathLike, **kwargs) -> Path:
+    path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"{path}: unknown image extension {path.suffix!r}; use .jpg or .png")
@@ -93,16 +109,7 @@ def save_image_atomic(im: Image.Image, path: str | os.PathLike, **kwargs) -> Pat
         kwargs.setdefault("quality", 95)
         if im.mode not in ("RGB", "L"):
             im = im.convert("RGB")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt, **kwargs)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **kwargs))
 
 
 def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:

@@ -20,7 +20,7 @@ import torch
 from fast_nst.data import resize_crop
 from fast_nst.export import load_network
 from fast_nst.gatys import GatysObjective, first_reaching, optimize_pixels
-from fast_nst.images import list_images, load_rgb, pil_to_tensor, resolve_path
+from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor, resolve_path
 from fast_nst.losses import PerceptualLoss
 from fast_nst.models.vgg import VGGEncoder
 
@@ -137,20 +137,14 @@ def plot(report: dict, path: Path) -> Path:
             title=Path(r["photo"]).name)
     ax2.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    finally:
+        plt.close(fig)
 
 
 def write_json(report: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
 
 
 def pick_photos(folder: str | Path, k: int) -> list[Path]:
