@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fast_nst.losses import PerceptualLoss, total_variation
+from fast_nst.losses import PerceptualLoss
 
 # BT.601 luma and the YIQ chroma axes: luminance-only transfer keeps the content's I and Q.
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114],
@@ -66,15 +66,7 @@ class GatysObjective(nn.Module):
             self.targets = perceptual.encoder(content, layers=perceptual.content.layer_weights)
 
     def forward(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
-        p = self.perceptual
-        feats = p.encoder(img)
-        terms = {
-            "content": p.content_weight * p.content(feats, self.targets),
-            "style": p.style_weight * p.style(feats),
-            "tv": p.tv_weight * total_variation(img),
-        }
-        terms["loss"] = terms["content"] + terms["style"] + terms["tv"]
-        return terms
+        return self.perceptual.weighted_terms(self.perceptual.encoder(img), self.targets, img)
 
 
 @dataclass
@@ -123,9 +115,19 @@ def optimize_pixels(
     sched = torch.optim.lr_scheduler.StepLR(opt, lr_step, lr_gamma) if lr_step else None
     result = OptimizeResult(image=init)
     start = time.perf_counter()
-    grad_scale: list[float | None] = [None]
+    grad_scale: float | None = None
+
+    def record(terms: dict[str, torch.Tensor]) -> None:
+        rec = {k: float(v.detach()) for k, v in terms.items()}
+        result.history.append(rec)
+        if callback is not None:
+            callback(len(result.history) - 1, rec, x.detach().clamp(0, 255) / 255.0)
+
+    def reached() -> bool:
+        return stop_below is not None and bool(result.history) and result.history[-1]["loss"] <= stop_below
 
     def evaluate() -> torch.Tensor:
+        nonlocal grad_scale
         opt.zero_grad(set_to_none=True)
         terms = objective(x.clamp(0, 255) / 255.0)
         loss = terms["loss"]
@@ -139,18 +141,15 @@ def optimize_pixels(
             # dropped), so a small objective (Gram/(C*H*W) losses are ~1e-3) would never build a
             # curvature model and crawl. A fixed rescaling that makes the first gradient O(1)
             # per pixel makes it scale-free; the reported losses stay unscaled.
-            if grad_scale[0] is None:
-                grad_scale[0] = 1.0 / float(x.grad.abs().mean().clamp_min(1e-30))
-            x.grad.mul_(grad_scale[0])
-            loss = loss.detach() * grad_scale[0]
-        record = {k: float(v.detach()) for k, v in terms.items()}
-        result.history.append(record)
-        if callback is not None:
-            callback(len(result.history) - 1, record, x.detach().clamp(0, 255) / 255.0)
+            if grad_scale is None:
+                grad_scale = 1.0 / float(x.grad.abs().mean().clamp_min(1e-30))
+            x.grad.mul_(grad_scale)
+            loss = loss.detach() * grad_scale
+        record(terms)
         return loss
 
     for _ in range(iterations):
-        if stop_below is not None and result.history and result.history[-1]["loss"] <= stop_below:
+        if reached():
             break
         if optimizer == "lbfgs":
             opt.step(evaluate)
@@ -163,13 +162,9 @@ def optimize_pixels(
             with torch.no_grad():
                 x.clamp_(0, 255)
     # The final iterate's loss (the loop records each iterate before stepping from it).
-    if not (stop_below is not None and result.history and result.history[-1]["loss"] <= stop_below):
+    if not reached():
         with torch.no_grad():
-            terms = objective(x.clamp(0, 255) / 255.0)
-        record = {k: float(v.detach()) for k, v in terms.items()}
-        result.history.append(record)
-        if callback is not None:
-            callback(len(result.history) - 1, record, x.detach().clamp(0, 255) / 255.0)
+            record(objective(x.clamp(0, 255) / 255.0))
     result.seconds = time.perf_counter() - start
     result.image = (x.detach() / 255.0).clamp(0, 1)
     return result

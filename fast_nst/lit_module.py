@@ -12,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 from fast_nst.images import load_rgb, pil_to_tensor
 from fast_nst.losses import PerceptualLoss
 from fast_nst.models.transformer import TransformerNet
-from fast_nst.models.vgg import VGGEncoder
 
 log = logging.getLogger("fast_nst")
 
@@ -54,14 +53,9 @@ class StyleTransferModule(pl.LightningModule):
         self.save_hyperparameters(dict(model=model, loss=loss, loss_net=loss_net, style=style, optim=optim,
                                        perf=self.perf))
         self.net = TransformerNet(**model)
-        encoder = VGGEncoder(
-            layers=set(loss["content_layers"]) | set(loss["style_layers"]),
-            arch=loss_net["arch"], weights=loss_net["weights"], pooling=loss_net.get("pooling", "max"))
-        self.criterion = PerceptualLoss(
-            encoder, loss["content_layers"], loss["style_layers"],
-            content_weight=loss["content_weight"],
-            style_weight=loss["style_weight"] * style.get("weight", 1.0),
-            tv_weight=loss["tv_weight"], vgg_pass=self.perf["vgg_pass"])
+        self.criterion = PerceptualLoss.build(loss, loss_net, style_weight_scale=style.get("weight", 1.0),
+                                              vgg_pass=self.perf["vgg_pass"])
+        encoder = self.criterion.encoder
         style_img = pil_to_tensor(load_rgb(style["image"], max_size=loss.get("style_size"))).unsqueeze(0)
         self.criterion.set_style([style_img])
         self.memory_format = torch.channels_last if self.perf["channels_last"] else torch.contiguous_format

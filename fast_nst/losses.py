@@ -153,8 +153,24 @@ class PerceptualLoss(nn.Module):
             tgt_f = self.encoder(content, layers=self.content.layer_weights)
         return out_f, tgt_f
 
-    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        out_f, tgt_f = self.features(output, content)
+    @classmethod
+    def build(cls, loss: Mapping, loss_net: Mapping, style_weight_scale: float = 1.0,
+              weights: str | None = None, vgg_pass: str = "separate") -> "PerceptualLoss":
+        """From the `loss` and `loss_net` config groups: a VGG encoder cut at the deepest loss
+        layer, and the weighted terms. `style_weight_scale` is the painting's own multiplier
+        (`style.weight`); `weights` overrides `loss_net.weights`."""
+        from fast_nst.models.vgg import VGGEncoder
+
+        encoder = VGGEncoder(set(loss["content_layers"]) | set(loss["style_layers"]), arch=loss_net["arch"],
+                             weights=weights or loss_net.get("weights", "oxford"),
+                             pooling=loss_net.get("pooling", "max"))
+        return cls(encoder, loss["content_layers"], loss["style_layers"],
+                   content_weight=loss["content_weight"],
+                   style_weight=loss["style_weight"] * style_weight_scale,
+                   tv_weight=loss["tv_weight"], vgg_pass=vgg_pass)
+
+    def weighted_terms(self, out_f: Features, tgt_f: Features, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss dict from the output's features, the content targets and the output image."""
         terms = {
             "content": self.content_weight * self.content(out_f, tgt_f),
             "style": self.style_weight * self.style(out_f),
@@ -162,3 +178,7 @@ class PerceptualLoss(nn.Module):
         }
         terms["loss"] = terms["content"] + terms["style"] + terms["tv"]
         return terms
+
+    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        out_f, tgt_f = self.features(output, content)
+        return self.weighted_terms(out_f, tgt_f, output)

@@ -13,7 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fast_nst.gatys import GatysObjective, initial_image, luminance_image, optimize_pixels, recolour
 from fast_nst.images import PROJECT_ROOT, ImageError, load_rgb, pil_to_tensor, resolve_path, save_image_atomic, tensor_to_pil
 from fast_nst.losses import PerceptualLoss
-from fast_nst.models.vgg import VGGEncoder
 from fast_nst.stylizer import pick_device
 
 log = logging.getLogger("fast_nst")
@@ -36,10 +35,6 @@ def _as_list(v) -> list:
     if v is None:
         return []
     return list(v) if isinstance(v, (list, tuple, ListConfig)) else [v]
-
-
-def _layers(v):
-    return OmegaConf.to_container(v) if isinstance(v, (DictConfig, ListConfig)) else v
 
 
 def default_output(content: Path, styles: list[Path], preserve_color: bool) -> Path:
@@ -67,13 +62,9 @@ def run(cfg: DictConfig) -> Path:
     style_size = max(16, round(cfg.style_scale * max(content.shape[-2:])))
     styles = [pil_to_tensor(load_rgb(p, style_size)).unsqueeze(0).to(device) for p in style_paths]
 
-    loss = cfg.loss
-    encoder = VGGEncoder(set(_layers(loss.content_layers)) | set(_layers(loss.style_layers)),
-                         arch=cfg.loss_net.arch, weights=cfg.loss_net.weights,
-                         pooling=cfg.loss_net.pooling).to(device)
-    perceptual = PerceptualLoss(encoder, _layers(loss.content_layers), _layers(loss.style_layers),
-                                content_weight=loss.content_weight, style_weight=loss.style_weight,
-                                tv_weight=loss.tv_weight)
+    perceptual = PerceptualLoss.build(OmegaConf.to_container(cfg.loss, resolve=True),
+                                      OmegaConf.to_container(cfg.loss_net, resolve=True)).to(device)
+    encoder = perceptual.encoder
     target = content
     if cfg.preserve_color:
         # Luminance-only transfer: optimise a grey image against grey styles whose brightness

@@ -22,7 +22,6 @@ from fast_nst.export import load_network
 from fast_nst.gatys import GatysObjective, first_reaching, optimize_pixels
 from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor, resolve_path
 from fast_nst.losses import PerceptualLoss
-from fast_nst.models.vgg import VGGEncoder
 
 
 @dataclass
@@ -47,13 +46,8 @@ def training_objective(meta: dict, device: torch.device, style_image: str | None
     painting = style_image or style.get("image")
     if not painting:
         raise ValueError("the export does not name its painting; pass style=PAINTING")
-    encoder = VGGEncoder(set(loss["content_layers"]) | set(loss["style_layers"]), arch=net_cfg["arch"],
-                         weights=vgg_weights or net_cfg.get("weights", "oxford"),
-                         pooling=net_cfg.get("pooling", "max")).to(device)
-    perceptual = PerceptualLoss(encoder, loss["content_layers"], loss["style_layers"],
-                                content_weight=loss["content_weight"],
-                                style_weight=loss["style_weight"] * style.get("weight", 1.0),
-                                tv_weight=loss["tv_weight"])
+    perceptual = PerceptualLoss.build(loss, net_cfg, style_weight_scale=style.get("weight", 1.0),
+                                      weights=vgg_weights).to(device)
     style_img = pil_to_tensor(load_rgb(resolve_path(painting), max_size=loss.get("style_size")))
     perceptual.set_style([style_img.unsqueeze(0).to(device)])
     return perceptual, str(painting)
