@@ -38,16 +38,13 @@ log = logging.getLogger("fast_nst")
 
 def resize_crop(im: Image.Image, size: int, rng: random.Random | None) -> Image.Image:
     """Scale the short side to `size`, then crop size x size (random with `rng`, else centred)."""
-    s = size / min(im.size)
-    w, h = max(size, round(im.width * s)), max(size, round(im.height * s))
+    w, h, x, y = _crop_box(im.width, im.height, size, rng)
     im = im.resize((w, h), Image.BILINEAR, reducing_gap=3.0)
-    x = rng.randint(0, w - size) if rng else (w - size) // 2
-    y = rng.randint(0, h - size) if rng else (h - size) // 2
     return im.crop((x, y, x + size, y + size))
 
 
 def _crop_box(w: int, h: int, size: int, rng: random.Random | None) -> tuple[int, int, int, int]:
-    """Scaled (w, h) with the short side = size, and the crop's top-left (same draws as resize_crop)."""
+    """Scaled (w, h) with the short side = size, and the crop's top-left (random with `rng`)."""
     s = size / min(w, h)
     w, h = max(size, round(w * s)), max(size, round(h * s))
     x = rng.randint(0, w - size) if rng else (w - size) // 2
