@@ -2,7 +2,8 @@
 
 Layout (width multiplier 1): reflection-padded 9x9 conv 32 -> 3x3/2 conv 64 -> 3x3/2 conv 128
 -> 5 residual blocks of 128 -> two x2 upsampling convs 64, 32 -> 9x9 conv 3 -> scaled tanh.
-Instance norm follows Ulyanov et al. (2016), who showed it beats the paper's batch norm.
+Instance norm follows Ulyanov et al. (2016), who showed it beats the paper's batch norm; the
+conditional variant (one scale/shift per painting) is Dumoulin, Shlens & Kudlur (2017).
 """
 
 from __future__ import annotations
@@ -11,44 +12,29 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-NORMS = ("instance", "batch")
+from fast_nst.models.norms import ConditionalInstanceNorm2d, InstanceNorm2d, InstanceNormBase
+
+NORMS = ("instance", "conditional", "batch")
 UPSAMPLES = ("transpose", "nearest")
 
 
-class InstanceNorm2d(nn.InstanceNorm2d):
-    """`nn.InstanceNorm2d(affine=True)` (same parameters and state_dict) with a channels_last path.
-
-    PyTorch computes instance norm as batch norm over a (1, B*C, H, W) view, which forces a copy
-    of every NHWC activation into NCHW and back (measured: ~30% of the 1024 px forward on CPU).
-    For NHWC input this computes the per-image, per-channel statistics directly and applies
-    them as one scale-and-shift (in place when no gradient is needed), keeping the layout.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.dim() != 4 or not self.affine or self.track_running_stats
-                or not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous()):
-            return super().forward(x)
-        b, c, h, w = x.shape
-        # (B, H*W, C) view of the NHWC memory: the reductions below run along contiguous C
-        # (torch.var_mean over H, W of NHWC measured ~4x slower than mean + vecdot).
-        v = x.permute(0, 2, 3, 1).reshape(b, h * w, c).float()
-        mean = v.mean(1)
-        var = (torch.linalg.vecdot(v, v, dim=1) / (h * w) - mean * mean).clamp_min(0)
-        mean, var = mean.view(b, c, 1, 1), var.view(b, c, 1, 1)
-        scale = self.weight.view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
-        shift = self.bias.view(1, -1, 1, 1) - mean * scale
-        scale, shift = scale.to(x.dtype), shift.to(x.dtype)
-        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            return torch.addcmul(shift, x, scale)
-        return x.mul_(scale).add_(shift)
-
-
-def _norm(kind: str, channels: int) -> nn.Module:
+def _norm(kind: str, channels: int, num_styles: int | None) -> nn.Module:
     if kind == "instance":
-        return InstanceNorm2d(channels, affine=True)
+        return InstanceNorm2d(channels)
+    if kind == "conditional":
+        if not num_styles:
+            raise ValueError("norm=conditional needs num_styles (the number of paintings)")
+        return ConditionalInstanceNorm2d(channels, num_styles)
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+
+
+def _run(layers: nn.Sequential, x: torch.Tensor, cond) -> torch.Tensor:
+    """`layers(x)`, handing the style condition to the layers that take one."""
+    for layer in layers:
+        x = layer(x, cond) if isinstance(layer, (InstanceNormBase, ResidualBlock)) else layer(x)
+    return x
 
 
 class ConvLayer(nn.Sequential):
@@ -59,15 +45,15 @@ class ConvLayer(nn.Sequential):
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int, norm: str):
+    def __init__(self, channels: int, norm: str, num_styles: int | None = None):
         super().__init__()
         self.body = nn.Sequential(
-            ConvLayer(channels, channels, 3), _norm(norm, channels), nn.ReLU(inplace=True),
-            ConvLayer(channels, channels, 3), _norm(norm, channels),
+            ConvLayer(channels, channels, 3), _norm(norm, channels, num_styles), nn.ReLU(inplace=True),
+            ConvLayer(channels, channels, 3), _norm(norm, channels, num_styles),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, cond=None) -> torch.Tensor:
+        return x + _run(self.body, x, cond)
 
 
 class Upsample(nn.Module):
@@ -88,7 +74,14 @@ class Upsample(nn.Module):
 
 
 class TransformerNet(nn.Module):
-    """Maps an RGB batch in [0, 1] to a stylized RGB batch in [0, 1] of exactly the same size."""
+    """Maps an RGB batch in [0, 1] to a stylized RGB batch in [0, 1] of exactly the same size.
+
+    `norm="conditional"` puts a conditional instance norm with `num_styles` rows wherever the
+    paper's network has a norm (Dumoulin et al. 2017); `forward(x, cond)` then needs `cond`, the
+    painting index per image or mixing weights (see `ConditionalInstanceNorm2d`). The module tree,
+    and so the state_dict keys, are the same for every norm: `encoder.1.weight` is the first
+    norm's scale whether it has shape (C,) or (num_styles, C).
+    """
 
     def __init__(
         self,
@@ -97,6 +90,7 @@ class TransformerNet(nn.Module):
         upsample: str = "transpose",
         num_res_blocks: int = 5,
         tanh_scale: float = 1.0,
+        num_styles: int | None = None,
     ):
         super().__init__()
         if width <= 0:
@@ -104,20 +98,26 @@ class TransformerNet(nn.Module):
         c1, c2, c3 = (max(1, round(c * width)) for c in (32, 64, 128))
         self.config = dict(width=width, norm=norm, upsample=upsample,
                            num_res_blocks=num_res_blocks, tanh_scale=tanh_scale)
+        if norm == "conditional":
+            self.config["num_styles"] = num_styles
         self.tanh_scale = tanh_scale
+
+        def nrm(c: int) -> nn.Module:
+            return _norm(norm, c, num_styles)
+
         self.encoder = nn.Sequential(
-            ConvLayer(3, c1, 9), _norm(norm, c1), nn.ReLU(inplace=True),
-            ConvLayer(c1, c2, 3, stride=2), _norm(norm, c2), nn.ReLU(inplace=True),
-            ConvLayer(c2, c3, 3, stride=2), _norm(norm, c3), nn.ReLU(inplace=True),
+            ConvLayer(3, c1, 9), nrm(c1), nn.ReLU(inplace=True),
+            ConvLayer(c1, c2, 3, stride=2), nrm(c2), nn.ReLU(inplace=True),
+            ConvLayer(c2, c3, 3, stride=2), nrm(c3), nn.ReLU(inplace=True),
         )
-        self.residuals = nn.Sequential(*(ResidualBlock(c3, norm) for _ in range(num_res_blocks)))
+        self.residuals = nn.Sequential(*(ResidualBlock(c3, norm, num_styles) for _ in range(num_res_blocks)))
         self.decoder = nn.Sequential(
-            Upsample(c3, c2, upsample), _norm(norm, c2), nn.ReLU(inplace=True),
-            Upsample(c2, c1, upsample), _norm(norm, c1), nn.ReLU(inplace=True),
+            Upsample(c3, c2, upsample), nrm(c2), nn.ReLU(inplace=True),
+            Upsample(c2, c1, upsample), nrm(c1), nn.ReLU(inplace=True),
             ConvLayer(c1, 3, 9),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond=None) -> torch.Tensor:
         h, w = x.shape[-2:]
         # Two stride-2 convs need sides divisible by 4 (and >= 8 for the inner reflection pads)
         # to come back to the same size; pad up to that and crop afterwards, so any size, odd
@@ -126,7 +126,7 @@ class TransformerNet(nn.Module):
         if ph or pw:
             mode = "reflect" if (ph < h and pw < w) else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        y = self.decoder(self.residuals(self.encoder(x)))
+        y = _run(self.decoder, _run(self.residuals, _run(self.encoder, x, cond), cond), cond)
         # Scaled tanh (the paper maps to [0, 255]); here it maps to [0, 1]. tanh_scale > 1 softens
         # saturation at the start of training.
         y = 0.5 * (torch.tanh(y / self.tanh_scale) + 1.0)
