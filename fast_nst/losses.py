@@ -50,8 +50,10 @@ class ContentLoss(nn.Module):
 class StyleLoss(nn.Module):
     """Gram-matrix style reconstruction loss against fixed target Grams.
 
-    Target Grams are set once per run (`set_targets`) from one or more style images; several
-    styles blend by weight, which is how Gatys-style mixing works.
+    Targets are set once per run, either blended (`set_targets`: several paintings mixed by
+    weight into one Gram per layer, Gatys-style mixing) or one per painting
+    (`set_targets_per_style`: a multi-style network, where `forward(output, style_index)` compares
+    each image with the Grams of the painting it was drawn with).
     """
 
     def __init__(self, layers: Mapping[str, float] | list[str]):
@@ -70,17 +72,28 @@ class StyleLoss(nn.Module):
             g = sum(w / total * gram_matrix(f[l]).mean(0, keepdim=True) for f, w in zip(style_feats, blend))
             setattr(self, f"target_{l}", g)
 
+    @torch.no_grad()
+    def set_targets_per_style(self, style_feats: list[Features]) -> None:
+        """Row s of every layer's target is painting s's Gram: (S, C, C)."""
+        for l in self.layer_weights:
+            setattr(self, f"target_{l}", torch.cat([gram_matrix(f[l]).mean(0, keepdim=True) for f in style_feats]))
+
     def target(self, layer: str) -> torch.Tensor:
         return getattr(self, f"target_{layer}")
 
-    def forward(self, output: Features) -> torch.Tensor:
+    def forward(self, output: Features, style_index: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss averaged over the batch; with `style_index` (B,), the per-image loss (B,)
+        against each image's own painting."""
         loss = 0.0
         for l, w in self.layer_weights.items():
             t = self.target(l)
             if t.numel() == 0:
                 raise RuntimeError("StyleLoss.set_targets() was never called")
             g = gram_matrix(output[l])
-            loss = loss + w * F.mse_loss(g, t.expand_as(g))
+            if style_index is None:
+                loss = loss + w * F.mse_loss(g, t.expand_as(g))
+            else:
+                loss = loss + w * (g - t[style_index]).pow(2).mean((1, 2))
         return loss
 
 
@@ -129,6 +142,8 @@ class PerceptualLoss(nn.Module):
         self.content = ContentLoss(content_layers)
         self.style = StyleLoss(style_layers)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        # per-painting multipliers of style_weight (set_styles); a buffer so it follows .to(device)
+        self.register_buffer("style_multipliers", torch.empty(0), persistent=False)
 
     @property
     def layers(self) -> list[str]:
@@ -137,6 +152,15 @@ class PerceptualLoss(nn.Module):
     @torch.no_grad()
     def set_style(self, style_images: list[torch.Tensor], blend: list[float] | None = None) -> None:
         self.style.set_targets([self.encoder(s) for s in style_images], blend)
+
+    @torch.no_grad()
+    def set_styles(self, style_images: list[torch.Tensor], multipliers: list[float]) -> None:
+        """One target per painting (multi-style training) and each painting's multiplier of
+        `style_weight`; `forward(..., style_index=)` then picks them per image."""
+        if len(multipliers) != len(style_images):
+            raise ValueError(f"{len(style_images)} paintings but {len(multipliers)} style-weight multipliers")
+        self.style.set_targets_per_style([self.encoder(s) for s in style_images])
+        self.style_multipliers = torch.tensor(multipliers, dtype=torch.float32, device=self.style_multipliers.device)
 
     def features(self, output: torch.Tensor, content: torch.Tensor) -> tuple[Features, Features]:
         """(loss-layer features of the output, content-layer features of the content)."""
@@ -162,23 +186,36 @@ class PerceptualLoss(nn.Module):
         from fast_nst.models.vgg import VGGEncoder
 
         encoder = VGGEncoder(set(loss["content_layers"]) | set(loss["style_layers"]), arch=loss_net["arch"],
-                             weights=weights or loss_net.get("weights", "oxford"),
-                             pooling=loss_net.get("pooling", "max"))
+                             weights=weights or loss_net["weights"], pooling=loss_net["pooling"])
         return cls(encoder, loss["content_layers"], loss["style_layers"],
                    content_weight=loss["content_weight"],
                    style_weight=loss["style_weight"] * style_weight_scale,
                    tv_weight=loss["tv_weight"], vgg_pass=vgg_pass)
 
-    def weighted_terms(self, out_f: Features, tgt_f: Features, output: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The loss dict from the output's features, the content targets and the output image."""
+    def weighted_terms(self, out_f: Features, tgt_f: Features, output: torch.Tensor,
+                       style_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss dict from the output's features, the content targets and the output image.
+
+        With `style_index` (per-painting targets, `set_styles`), each image's style term uses its
+        painting's Grams and multiplier, and the dict also holds `style_per_image` (B,), weighted.
+        """
+        if style_index is None:
+            style = self.style_weight * self.style(out_f)
+            per_image = None
+        else:
+            per_image = self.style_weight * self.style_multipliers[style_index] * self.style(out_f, style_index)
+            style = per_image.mean()
         terms = {
             "content": self.content_weight * self.content(out_f, tgt_f),
-            "style": self.style_weight * self.style(out_f),
+            "style": style,
             "tv": self.tv_weight * total_variation(output),
         }
         terms["loss"] = terms["content"] + terms["style"] + terms["tv"]
+        if per_image is not None:
+            terms["style_per_image"] = per_image
         return terms
 
-    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, output: torch.Tensor, content: torch.Tensor,
+                style_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         out_f, tgt_f = self.features(output, content)
-        return self.weighted_terms(out_f, tgt_f, output)
+        return self.weighted_terms(out_f, tgt_f, output, style_index)
