@@ -8,9 +8,14 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="stylize")
 def main(cfg: DictConfig) -> None:
+    from fast_nst.kinds import StyleChoiceError
     from fast_nst.stylize_cli import run
 
-    failed = run(cfg)
+    try:
+        failed = run(cfg)
+    except (StyleChoiceError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     if failed:
         sys.exit(1)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from fast_nst.data import resize_crop
-from fast_nst.export import load_network
+from fast_nst.export import load_network, training_ingredients
 from fast_nst.gatys import GatysObjective, first_reaching, optimize_pixels
 from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor, resolve_path
 from fast_nst.losses import PerceptualLoss
@@ -35,37 +35,32 @@ class PhotoResult:
     lbfgs_losses: list[float] = field(default_factory=list)
 
 
-def training_objective(meta: dict, device: torch.device, style_image: str | None = None,
-                       vgg_weights: str | None = None) -> tuple[PerceptualLoss, str]:
-    """The exact loss the exported network was trained against, rebuilt from its metadata."""
-    loss, style = meta["loss"], meta["style"]
-    net_cfg = meta["extra"].get("loss_net") or {}
-    if not loss or not net_cfg:
-        raise ValueError("this export carries no loss/loss_net metadata (exported by an older version?); "
-                         "re-export it with train.py")
-    painting = style_image or style.get("image")
-    if not painting:
-        raise ValueError("the export does not name its painting; pass style=PAINTING")
-    perceptual = PerceptualLoss.build(loss, net_cfg, style_weight_scale=style.get("weight", 1.0),
+def training_objective(info, device: torch.device, style_image: str | None = None,
+                       vgg_weights: str | None = None, style: str | None = None) -> tuple[PerceptualLoss, str]:
+    """The exact loss the exported network was trained against, rebuilt from its metadata
+    (`info`: an ExportInfo; `style`: which painting of a multi-style network)."""
+    ing = training_ingredients(info, style=style, style_image=style_image)
+    perceptual = PerceptualLoss.build(ing.loss, ing.loss_net, style_weight_scale=ing.style_weight_scale,
                                       weights=vgg_weights).to(device)
-    style_img = pil_to_tensor(load_rgb(resolve_path(painting), max_size=loss.get("style_size")))
+    style_img = pil_to_tensor(load_rgb(ing.painting_file, max_size=ing.loss.get("style_size")))
     perceptual.set_style([style_img.unsqueeze(0).to(device)])
-    return perceptual, str(painting)
+    return perceptual, str(ing.painting_file)
 
 
 def evaluate(ckpt: str | Path, photos: list[Path], size: int, iterations: int,
              device: torch.device, style_image: str | None = None, vgg_weights: str | None = None,
-             stop_early: bool = True, progress=None) -> dict:
-    net, meta = load_network(ckpt, device=device)
-    perceptual, painting = training_objective(meta, device, style_image, vgg_weights)
+             stop_early: bool = True, progress=None, style: str | None = None) -> dict:
+    net, info = load_network(ckpt, device=device)
+    perceptual, painting = training_objective(info, device, style_image, vgg_weights, style)
+    cond = net.condition(style=style)
     results: list[PhotoResult] = []
     for i, path in enumerate(photos):
         photo = pil_to_tensor(resize_crop(load_rgb(path), size, None)).unsqueeze(0).to(device)
         objective = GatysObjective(perceptual, photo)
         with torch.inference_mode():
-            net(photo)  # warm-up, so the timing below is one steady-state pass
+            net.stylize(photo, cond)  # warm-up, so the timing below is one steady-state pass
             t0 = time.perf_counter()
-            out = net(photo)
+            out = net.stylize(photo, cond)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             ff_seconds = time.perf_counter() - t0
@@ -100,7 +95,7 @@ def evaluate(ckpt: str | Path, photos: list[Path], size: int, iterations: int,
                                              if reached else None),
     }
     return {
-        "ckpt": str(ckpt), "style": meta["style"].get("name"), "painting": painting, "size": size,
+        "ckpt": str(ckpt), "style": style or info.style_names[0], "painting": painting, "size": size,
         "max_iterations": iterations, "device": str(device), "vgg_weights": perceptual.encoder.weights_source,
         "summary": summary, "per_photo": [asdict(r) for r in results],
     }

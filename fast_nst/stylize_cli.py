@@ -49,16 +49,58 @@ def plan_outputs(files: list[Path], base: Path | None, output: str | None, style
     return outs
 
 
+def _plain(v):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+
+
+def style_runs(cfg, stylizer: Stylizer) -> list[tuple[str, dict]]:
+    """(output label, style arguments) per output set: one, or one per painting for style=all.
+    Each choice is checked here, before any image is read."""
+    weights, images = _plain(cfg.style_weights), _plain(cfg.style_image)
+    if cfg.style == "all":
+        if weights is not None or images is not None:
+            raise ValueError("style=all writes each painting on its own; drop style_weights/style_image")
+        runs = [(name, {"style": name}) for name in stylizer.styles]
+    else:
+        if weights is not None and isinstance(weights, dict):
+            label = "+".join(f"{k}{float(v):g}" for k, v in weights.items() if float(v))
+        elif images is not None:
+            label = "+".join(Path(str(p)).stem for p in (images if isinstance(images, list) else [images]))
+        else:
+            label = cfg.style or (stylizer.styles[0] if len(stylizer.styles) == 1 else stylizer.name)
+        runs = [(label, {"style": cfg.style, "style_weights": weights, "style_image": images})]
+    for _, kw in runs:
+        stylizer.condition(**kw)  # raises StyleChoiceError naming the choices
+    return runs
+
+
 def run(cfg) -> int:
     """Returns the number of inputs that failed."""
-    stylizer = Stylizer.load(cfg.ckpt, device=cfg.device, half=cfg.half,
-                             channels_last=cfg.get("channels_last", True))
+    stylizer = Stylizer.load(cfg.ckpt, device=cfg.device, half=cfg.half, channels_last=cfg.channels_last)
+    runs = style_runs(cfg, stylizer)
     files, base = collect_inputs(str(cfg.input))
     if not files:
         raise FileNotFoundError(f"input={cfg.input}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
-    outs = plan_outputs(files, base, cfg.output, stylizer.style_name)
+    failed = 0
+    for label, style in runs:
+        output = cfg.output
+        if len(runs) > 1 and output:
+            single_file = len(files) == 1 and base is None and Path(output).suffix.lower() in IMAGE_EXTENSIONS
+            output = (str(Path(output).with_name(f"{Path(output).stem}_{label}{Path(output).suffix}"))
+                      if single_file else str(Path(output) / label))
+        failed += _stylize_files(cfg, stylizer, files, base, output, label, style)
+    return failed
+
+
+def _stylize_files(cfg, stylizer: Stylizer, files: list[Path], base: Path | None, output: str | None,
+                   label: str, style: dict) -> int:
+    outs = plan_outputs(files, base, output, label)
     todo = [(f, o) for f, o in zip(files, outs) if cfg.overwrite or not o.exists()]
-    console.print(f"[bold]{stylizer.style_name}[/] on {stylizer.device}: {len(todo)} image(s)"
+    console.print(f"[bold]{stylizer.name}[/] ({stylizer.kind}) as [bold]{label}[/]"
+                  + (f" at strength {cfg.strength:g}" if cfg.strength != 1 else "")
+                  + f" on {stylizer.device}: {len(todo)} image(s)"
                   + (f" ({len(files) - len(todo)} already done)" if len(todo) < len(files) else ""))
     failed: list[str] = []
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -77,7 +119,7 @@ def run(cfg) -> int:
                     console.print(f"[red]skip[/] {e}")
                     progress.advance(task)
             for group in by_size.values():
-                results = stylizer.stylize_batch([im for im, _ in group])
+                results = stylizer.stylize_batch([im for im, _ in group], strength=cfg.strength, **style)
                 for res, (_, o) in zip(results, group):
                     save_image_atomic(res, o, **({"quality": cfg.quality} if o.suffix.lower() in (".jpg", ".jpeg") else {}))
                     if len(todo) == 1:
@@ -85,7 +127,7 @@ def run(cfg) -> int:
                     progress.advance(task)
     done = len(todo) - len(failed)
     if len(todo) > 1:
-        console.print(f"wrote {done} image(s) to {outs[0].parent if base is None else Path(cfg.output or Path('stylized') / stylizer.style_name)}")
+        console.print(f"wrote {done} image(s) to {outs[0].parent if base is None else Path(output or Path('stylized') / label)}")
     if failed:
         console.print(f"[red]{len(failed)} input(s) failed[/]: " + "; ".join(failed[:5]))
     return len(failed)

@@ -13,7 +13,8 @@ from pathlib import Path
 from PIL import Image
 
 from fast_nst import Stylizer
-from fast_nst.images import load_rgb, resolve_path, save_image_atomic
+from fast_nst.images import load_rgb, save_image_atomic
+from fast_nst.paintings import locate_painting
 
 
 def fit(im: Image.Image, h: int) -> Image.Image:
@@ -25,16 +26,18 @@ def main(argv=None) -> None:
     ap.add_argument("--ckpt", required=True, help="exported .safetensors or a style name")
     ap.add_argument("--photos", nargs="+", required=True, help="content photos, one row each")
     ap.add_argument("--painting", help="style image (default: the one recorded in the export)")
+    ap.add_argument("--style", help="which painting of a multi-style network")
     ap.add_argument("--size", type=int, default=384, help="long side the photos are stylized at")
     ap.add_argument("--row-height", type=int, default=256)
     ap.add_argument("--out", default="docs/grid.jpg")
     a = ap.parse_args(argv)
     st = Stylizer.load(a.ckpt, device="auto")
-    painting = load_rgb(resolve_path(a.painting or st.metadata["style"]["image"]))
+    record = st.info.styles[st.styles.index(a.style) if a.style else 0]
+    painting = load_rgb(a.painting or locate_painting(record))
     rows = []
     for p in a.photos:
         photo = load_rgb(p, max_size=a.size)
-        cells = [fit(photo, a.row_height), fit(painting, a.row_height), fit(st(photo), a.row_height)]
+        cells = [fit(photo, a.row_height), fit(painting, a.row_height), fit(st(photo, style=a.style), a.row_height)]
         row = Image.new("RGB", (sum(c.width for c in cells) + 8 * (len(cells) - 1), a.row_height), "white")
         x = 0
         for c in cells:

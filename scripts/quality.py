@@ -33,8 +33,8 @@ def main(cfg: DictConfig) -> None:
         if k % 10 == 0:
             console.print(f"  photo {i + 1}/{len(photos)}  iter {k:4d}  loss {loss:.4g}  (network {ff:.4g})")
 
-    report = evaluate(ckpt, photos, cfg.size, cfg.iterations, device, style_image=cfg.style,
-                      vgg_weights=cfg.vgg_weights, stop_early=cfg.stop_early, progress=progress)
+    report = evaluate(ckpt, photos, cfg.size, cfg.iterations, device, style_image=cfg.style_image,
+                      vgg_weights=cfg.vgg_weights, stop_early=cfg.stop_early, progress=progress, style=cfg.style)
     out_dir = Path(cfg.output) if cfg.output else Path("outputs") / "quality" / str(report["style"])
     write_json(report, out_dir / "quality.json")
     plot(report, out_dir / "quality.png")

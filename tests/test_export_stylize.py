@@ -6,26 +6,29 @@ from PIL import Image
 
 from conftest import ROOT, run_script
 from fast_nst import Stylizer
-from fast_nst.export import export_network, load_network, read_metadata
-from fast_nst.models.transformer import TransformerNet
+from fast_nst import __version__
+from fast_nst.export import export_network, load_network, read_export
+from fast_nst.kinds import get_kind
+from fast_nst.paintings import Painting
 from fast_nst.stylizer import find_checkpoint
+
+TINY = dict(width=0.25, norm="instance", upsample="nearest", num_res_blocks=5, tanh_scale=1.0)
 
 
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory):
     torch.manual_seed(0)
-    net = TransformerNet(width=0.25, upsample="nearest")
+    net = get_kind("johnson")([Painting(name="tiny", image="x.jpg")], **TINY)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    export_network(net, path, style={"name": "tiny", "image": "x.jpg"}, loss={"style_weight": 1.0},
-                   vgg_weights="file:test")
+    export_network(net, path, loss={"style_weight": 1.0}, vgg_weights="file:test")
     return net.eval(), path
 
 
 def test_export_roundtrip_and_metadata(tiny_export):
     net, path = tiny_export
-    loaded, meta = load_network(path)
-    assert meta["network"] == net.config and meta["style"]["name"] == "tiny"
-    assert meta["vgg_weights"] == "file:test" and meta["version"] == meta["fast_nst.version"]
+    loaded, info = load_network(path)
+    assert info.kind == "johnson" and info.network == net.config and info.style_names == ["tiny"]
+    assert info.vgg_weights == "file:test" and info.version == __version__
     x = torch.rand(1, 3, 21, 30)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), net(x))
@@ -37,10 +40,10 @@ def test_export_replaces_atomically_and_bad_files_are_explained(tiny_export, tmp
     p = tmp_path / "m.safetensors"
     export_network(net, p)
     export_network(net, p)  # overwrite in place
-    assert read_metadata(p)["network"] == net.config
+    assert read_export(p).network == net.config
     (tmp_path / "torn.safetensors").write_bytes(b"\x10\x00")
     with pytest.raises(ValueError, match="torn.safetensors"):
-        read_metadata(tmp_path / "torn.safetensors")
+        read_export(tmp_path / "torn.safetensors")
 
 
 def test_stylizer_handles_modes_sizes_and_exif(tiny_export, tmp_path):

@@ -1,0 +1,201 @@
+"""`StyleNetwork`: what every network kind provides to training, export and `Stylizer`.
+
+A kind is an `nn.Module` subclass of `StyleNetwork`. The rest of the code only calls the methods
+below, so a kind decides how its network is built, trained, exported and conditioned on a style:
+
+construction   `kind(styles, **config)`; `self.config` holds the JSON kwargs besides `styles`.
+               `for_training(config, paintings, base)` builds the network a run trains
+               (`base`: an export to continue from, e.g. add_style); `from_export(info, tensors)`
+               rebuilds a trained one; `export_tensors()` is what an export stores.
+inference      `condition(style=, style_weights=, style_image=)` turns a user's choice into the
+               kind's conditioning (computed once, reused for every image);
+               `stylize(x, cond, strength)` maps (B, 3, H, W) in [0, 1] to the same.
+training       `build_objective(loss, loss_net, vgg_pass)` -> the criterion (holds the frozen VGG);
+               `draw_styles(n, generator)` -> which painting each image of a batch trains with;
+               `training_step(objective, batch, style_index, forward)` -> (output, loss terms);
+               `validation_styles()` -> one grid column per entry;
+               `parameter_groups()` -> what the optimizer updates.
+
+The defaults implement networks trained against fixed Gram targets of a list of paintings
+(Johnson's per-style net, the conditional-instance-norm multi-style net). Arbitrary-style kinds
+(AdaIN, style prediction) set `arbitrary_style = True` and override `condition`,
+`build_objective` and `training_step`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from fast_nst.paintings import Painting
+
+if TYPE_CHECKING:
+    from fast_nst.export import ExportInfo
+
+
+class StyleChoiceError(ValueError):
+    """The style asked for does not fit the network (unknown name, missing choice, bad weights)."""
+
+
+def mixing_weights(style_weights: Mapping[str, float] | Sequence[float], names: list[str]) -> list[float]:
+    """`{name: w}` (or one weight per painting, in the network's order) -> weights summing to 1."""
+    if isinstance(style_weights, Mapping):
+        unknown = sorted(set(style_weights) - set(names))
+        if unknown:
+            raise StyleChoiceError(f"style_weights names {unknown}, which this network does not know; "
+                                   f"its paintings: {', '.join(names)}")
+        w = [float(style_weights.get(n, 0.0)) for n in names]
+    else:
+        w = [float(v) for v in style_weights]
+        if len(w) != len(names):
+            raise StyleChoiceError(f"style_weights has {len(w)} values for {len(names)} paintings "
+                                   f"({', '.join(names)}); or give {{name: weight}}")
+    if any(not math.isfinite(v) or v < 0 for v in w) or sum(w) <= 0:
+        raise StyleChoiceError(f"style_weights must be >= 0 with a positive sum, got {dict(zip(names, w))}")
+    total = sum(w)
+    return [v / total for v in w]
+
+
+class StyleNetwork(nn.Module):
+    kind: ClassVar[str] = ""
+    # Takes the painting as an image at inference (style_image=), e.g. AdaIN, style prediction.
+    arbitrary_style: ClassVar[bool] = False
+    # Each training image draws a painting (per-image targets); False: one painting for all.
+    draws_styles: ClassVar[bool] = False
+
+    styles: list[Painting]
+    config: dict
+
+    # ------------------------------------------------------------------ construction / export
+    @classmethod
+    def for_training(cls, config: Mapping, paintings: list[Painting],
+                     base: "tuple[ExportInfo, dict[str, torch.Tensor]] | None" = None) -> "StyleNetwork":
+        """The network a training run optimises. `base`: an export to continue from (init_from)."""
+        if base is not None:
+            raise ValueError(f"init_from: {cls.kind} networks cannot continue from an export")
+        return cls(paintings, **config)
+
+    @classmethod
+    def from_export(cls, info: "ExportInfo", tensors: dict[str, torch.Tensor]) -> "StyleNetwork":
+        net = cls(info.styles, **info.network)
+        net.load_state_dict(tensors)
+        return net
+
+    def export_tensors(self) -> dict[str, torch.Tensor]:
+        return self.state_dict()
+
+    @property
+    def style_names(self) -> list[str]:
+        return [p.name for p in self.styles]
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    # ------------------------------------------------------------------ inference
+    def condition(self, style: str | None = None, style_weights: Mapping[str, float] | Sequence[float] | None = None,
+                  style_image: Any = None) -> Any:
+        """The conditioning for `forward`/`stylize` from one painting name (`style`), a mix of the
+        network's paintings (`style_weights`, normalised to sum 1) or, for arbitrary-style kinds,
+        painting images (`style_image`)."""
+        names = self.style_names
+        if style_image is not None:
+            raise StyleChoiceError(f"style_image: {self.kind} networks learned their paintings "
+                                   f"({', '.join(names) or 'none recorded'}) and cannot take a new one; "
+                                   "use style= or an arbitrary-style network kind")
+        if style is not None and style_weights is not None:
+            raise StyleChoiceError("give style= (one painting) or style_weights= (a mix), not both")
+        if style_weights is not None:
+            return self.mixed_condition(mixing_weights(style_weights, names))
+        if style is None:
+            return self.default_condition()
+        if style == "all":
+            raise StyleChoiceError("style=all means every painting, one output each: loop over "
+                                   f"{names} (stylize.py style=all does)")
+        if style not in names:
+            raise StyleChoiceError(f"style={style}: this network knows {', '.join(names) or 'no paintings'}")
+        return self.style_condition(names.index(style))
+
+    def default_condition(self) -> Any:
+        """The conditioning when no style is given (per-style networks: their only painting)."""
+        return None
+
+    def style_condition(self, index: int) -> Any:
+        return None
+
+    def mixed_condition(self, weights: list[float]) -> Any:
+        return None
+
+    def stylize(self, x: torch.Tensor, cond: Any = None, strength: float = 1.0) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> stylized, same shape. `strength` < 1 blends with the photo
+        (kinds with their own control, e.g. AdaIN's alpha, override this)."""
+        check_strength(strength)
+        y = self(x, cond)
+        return y if strength == 1.0 else torch.lerp(x.to(y.dtype), y, strength)
+
+    # ------------------------------------------------------------------ training
+    def training_style_indices(self) -> list[int]:
+        """The paintings this run trains (all; add_style: only the new ones)."""
+        return list(range(len(self.styles)))
+
+    def draw_styles(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """The painting of each of `n` training images: every trained painting once per step in a
+        random order, repeated to fill the batch (balanced; per-style kinds: None)."""
+        if not self.draws_styles:
+            return None
+        trained = torch.tensor(self.training_style_indices())
+        order = trained[torch.randperm(len(trained), generator=generator)]
+        return order.repeat(math.ceil(n / len(trained)))[:n]
+
+    def parameter_groups(self) -> list[dict]:
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def build_objective(self, loss: Mapping, loss_net: Mapping, vgg_pass: str) -> nn.Module:
+        """PerceptualLoss against the Grams of `self.styles` (one blended target for per-style
+        kinds, one per painting for kinds that draw styles)."""
+        from fast_nst.losses import PerceptualLoss
+
+        images = [painting_tensor(p, loss["style_size"]) for p in self.styles]
+        if not self.draws_styles:
+            if len(self.styles) != 1:
+                raise ValueError(f"{self.kind} networks train on one painting, got {len(self.styles)}")
+            crit = PerceptualLoss.build(loss, loss_net, style_weight_scale=self.styles[0].weight, vgg_pass=vgg_pass)
+            crit.set_style(images)
+        else:
+            crit = PerceptualLoss.build(loss, loss_net, vgg_pass=vgg_pass)
+            crit.set_styles(images, [p.weight for p in self.styles])
+        return crit
+
+    def training_step(self, objective: nn.Module, batch: torch.Tensor, style_index: torch.Tensor | None,
+                      forward: Callable | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(output, terms): `terms["loss"]` is optimised, every scalar term is logged, and
+        `terms["style_per_image"]` (B,) when present is logged per painting."""
+        out = (forward or self)(batch, style_index)
+        return out, objective(out, batch, style_index)
+
+    def validation_styles(self) -> list[tuple[str, int | None]]:
+        """(column label, painting index for `style_index`, or None) per validation grid column."""
+        if not self.draws_styles:
+            return [(self.style_names[0] if self.styles else "stylized", None)]
+        return [(p.name, i) for i, p in enumerate(self.styles)]
+
+
+def check_strength(strength: float) -> None:
+    if not 0.0 <= float(strength) <= 1.0:
+        raise StyleChoiceError(f"strength={strength}: must be between 0 (the photo) and 1 (full style)")
+
+
+def painting_tensor(p: Painting, style_size: int | None) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1]: the painting's file on this machine, long side `style_size`."""
+    from fast_nst.images import load_rgb, pil_to_tensor
+    from fast_nst.paintings import locate_painting
+
+    return pil_to_tensor(load_rgb(locate_painting(p), max_size=style_size)).unsqueeze(0)
+
+
+def trainable(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
+    return [p for p in params if p.requires_grad]
