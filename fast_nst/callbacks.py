@@ -1,34 +1,82 @@
-"""Lightning callbacks: export the per-style network when training ends."""
+"""Lightning callbacks: export the trained network, with its model card, when training ends."""
 
 from __future__ import annotations
 
+import datetime
 import logging
+import os
+import platform
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
 from fast_nst.export import export_network
 
 log = logging.getLogger("fast_nst")
 
 
+def machine_description(trainer: pl.Trainer) -> dict:
+    """Where a model was trained, for its model card (no host names)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    accel = "cpu"
+    if trainer.strategy.root_device.type == "cuda":
+        accel = f"cuda ({torch.cuda.get_device_name(trainer.strategy.root_device)})"
+    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "accelerator": accel, "processes": trainer.world_size, "torch": torch.__version__,
+            "platform": platform.platform(terse=True)}
+
+
 class ExportCallback(pl.Callback):
     """Writes `<dir>/<name>.safetensors` on rank zero at the end of fit (also after Ctrl-C, so an
-    interrupted run still leaves a usable model) and logs it as a W&B artifact when W&B is on."""
+    interrupted run still leaves a usable model) and logs it as a W&B artifact when W&B is on.
 
-    def __init__(self, dir: str = "checkpoints", name: str = "model", log_artifact: bool = True):
-        self.dir, self.name, self.log_artifact = Path(dir), name, log_artifact
+    `model_card` (a dict the training entry fills: recipe, training photos, seed) goes into the
+    export with the steps, the training wall time (summed over resumed sessions: it is part of
+    this callback's checkpoint state) and the machine.
+    """
+
+    def __init__(self, dir: str, name: str, log_artifact: bool, thumbnail_size: int):
+        self.dir, self.name, self.log_artifact, self.thumbnail_size = Path(dir), name, log_artifact, thumbnail_size
         self.path: Path | None = None
+        self.model_card: dict = {}
+        self._seconds_before = 0.0  # training time of earlier sessions of this run
+        self._t0: float | None = None
+
+    def train_seconds(self) -> float:
+        return self._seconds_before + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
+
+    def state_dict(self) -> dict:
+        return {"train_seconds": self.train_seconds()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._seconds_before = float(state_dict.get("train_seconds", 0.0))
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._t0 = time.perf_counter()
 
     def _export(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.global_step == 0:
             return
         hp = module.hparams
-        self.path = export_network(
-            module.net, self.dir / f"{self.name}.safetensors", style=dict(hp.style), loss=dict(hp.loss),
-            vgg_weights=module.vgg_source,
-            extra={"global_step": trainer.global_step, "loss_net": dict(hp.loss_net),
-                   "image_size": getattr(trainer.datamodule, "hparams", {}).get("image_size")})
+        dm_hp = getattr(trainer.datamodule, "hparams", {})
+        photos = dict(self.model_card.get("training_photos") or {})
+        train_set = getattr(trainer.datamodule, "train_set", None)
+        if train_set is not None:
+            photos["count"] = len(train_set)
+        card = {**self.model_card, "training_photos": photos, "steps": trainer.global_step,
+                "image_size": dm_hp.get("image_size"), "batch_size": dm_hp.get("batch_size"),
+                "train_seconds": round(self.train_seconds(), 1), "machine": machine_description(trainer),
+                "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        self.path = export_network(module.net, self.dir / f"{self.name}.safetensors", loss=dict(hp.loss),
+                                   loss_net=dict(hp.loss_net), vgg_weights=module.vgg_source, model_card=card,
+                                   thumbnail_size=self.thumbnail_size)
         log.info("exported %s (step %d)", self.path, trainer.global_step)
         if self.log_artifact:
             from pytorch_lightning.loggers import WandbLogger
@@ -38,7 +86,8 @@ class ExportCallback(pl.Callback):
                     import wandb
 
                     art = wandb.Artifact(f"fast_nst-{self.name}", type="model",
-                                         metadata={"style": hp.style.get("name"), "step": trainer.global_step})
+                                         metadata={"kind": module.net.kind, "styles": module.net.style_names,
+                                                   "step": trainer.global_step})
                     art.add_file(str(self.path))
                     lg.experiment.log_artifact(art)
 

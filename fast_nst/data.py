@@ -241,24 +241,29 @@ def scan_images(files: list[Path]) -> tuple[list[Path], list[str]]:
 
 class PhotoDataModule(pl.LightningDataModule):
     """`root`: a folder searched recursively for images. A fixed validation set is either
-    `val_root` or `val_size` files held out by a seeded draw (same every run)."""
+    `val_root` or `val_size` files held out by a seeded draw (same every run).
+
+    Every argument is required: the defaults and their comments live in conf/data/bundled.yaml
+    (the other data configs extend it); build one with `hydra.utils.instantiate(cfg.data, seed=...)`.
+    """
 
     def __init__(
         self,
+        *,
         root: str,
-        image_size: int = 256,
-        batch_size: int = 4,
-        num_workers: int = 2,
-        val_root: str | None = None,
-        val_size: int = 4,
-        shuffle: bool = True,
-        seed: int = 0,
-        check_images: bool = True,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
-        drop_last: bool = True,
-        prefetch_factor: int | None = 2,
-        decoder: str = "torchvision",
+        image_size: int,
+        batch_size: int,
+        num_workers: int,
+        val_root: str | None,
+        val_size: int,
+        shuffle: bool,
+        seed: int,
+        check_images: bool,
+        pin_memory: bool,
+        persistent_workers: bool,
+        drop_last: bool,
+        prefetch_factor: int | None,
+        decoder: str,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)

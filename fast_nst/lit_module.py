@@ -1,120 +1,179 @@
-"""LightningModule: trains a TransformerNet for one painting against a frozen VGG loss network."""
+"""LightningModule: trains a network of any kind (fast_nst/kinds/) against its frozen loss network.
+
+The kind decides what a step does (which painting each image trains with, the objective, what is
+trainable); this module owns the Lightning side: optimizer and schedule, logging (overall and per
+painting), the validation grid (content | one column per painting), speed options and checkpoints.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fast_nst.images import load_rgb, pil_to_tensor
-from fast_nst.losses import PerceptualLoss
-from fast_nst.models.transformer import TransformerNet
+from fast_nst.kinds import split_model_config
+from fast_nst.paintings import Painting, training_paintings
 
 log = logging.getLogger("fast_nst")
 
+SCALAR_TERMS = ("loss", "content", "style", "tv")
+
 
 def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
 
 
-# Speed options of the training step (conf/perf/*.yaml). Defaults are the `fast` profile measured
-# by scripts/bench.py; each one leaves the loss unchanged up to float rounding.
-PERF_DEFAULTS = dict(
-    vgg_pass="separate",   # separate | concat | full (see PerceptualLoss)
-    channels_last=True,    # NHWC activations for the transformer and the VGG (oneDNN / cuDNN)
-    compile=False,         # torch.compile the transformer and the VGG encoder
-    compile_mode=None,     # torch.compile mode (None = default; "max-autotune" etc.)
-)
+@dataclass(frozen=True)
+class PerfOptions:
+    """Speed options of the training step: the keys of conf/perf/*.yaml, where their defaults and
+    comments live (scripts/bench.py measures them; none changes the loss beyond float rounding)."""
 
+    vgg_pass: str
+    channels_last: bool
+    compile: bool
+    compile_mode: str | None
 
-def perf_options(perf: dict | None) -> dict:
-    perf = dict(_plain(perf) or {})
-    unknown = set(perf) - set(PERF_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown perf options {sorted(unknown)}; known: {sorted(PERF_DEFAULTS)}")
-    return {**PERF_DEFAULTS, **perf}
+    @classmethod
+    def from_config(cls, perf: Any) -> "PerfOptions":
+        perf = dict(_plain(perf) or {})
+        names = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(perf) - names), sorted(names - set(perf))
+        if unknown or missing:
+            raise ValueError(f"perf options: unknown {unknown}, missing {missing}; the options are those of "
+                             f"conf/perf/fast.yaml: {sorted(names)}")
+        return cls(**perf)
 
 
 class StyleTransferModule(pl.LightningModule):
-    """Arguments mirror the config groups `model`, `loss`, `loss_net`, `style`, `optim`.
+    """Arguments mirror the config groups `model` (with its `kind`), `loss`, `loss_net`, `optim`,
+    `perf`; `paintings` are the training paintings (dicts of `Painting`), `seed` seeds which
+    painting each image draws, `init_from` an export to continue from (add_style).
 
-    The VGG weights are not part of Lightning checkpoints (they are re-read from
-    `loss_net.weights`), which keeps checkpoints at the size of the small network.
+    The frozen loss network is not part of Lightning checkpoints (it is rebuilt from `loss_net`),
+    which keeps checkpoints at the size of the small network.
     """
 
-    def __init__(self, model: dict, loss: dict, loss_net: dict, style: dict, optim: dict,
-                 perf: dict | None = None):
+    def __init__(self, model: dict, loss: dict, loss_net: dict, paintings: list[dict], optim: dict,
+                 perf: dict, seed: int, init_from: str | None = None):
         super().__init__()
-        model, loss, loss_net, style, optim = map(_plain, (model, loss, loss_net, style, optim))
-        self.perf = perf_options(perf)
-        self.save_hyperparameters(dict(model=model, loss=loss, loss_net=loss_net, style=style, optim=optim,
-                                       perf=self.perf))
-        self.net = TransformerNet(**model)
-        self.criterion = PerceptualLoss.build(loss, loss_net, style_weight_scale=style.get("weight", 1.0),
-                                              vgg_pass=self.perf["vgg_pass"])
-        encoder = self.criterion.encoder
-        style_img = pil_to_tensor(load_rgb(style["image"], max_size=loss.get("style_size"))).unsqueeze(0)
-        self.criterion.set_style([style_img])
-        self.memory_format = torch.channels_last if self.perf["channels_last"] else torch.contiguous_format
-        if self.perf["channels_last"]:
+        model, loss, loss_net, paintings, optim = map(_plain, (model, loss, loss_net, paintings, optim))
+        self.perf = PerfOptions.from_config(perf)
+        self.seed = int(seed)
+        self.save_hyperparameters(dict(model=model, loss=loss, loss_net=loss_net, paintings=paintings,
+                                       optim=optim, perf=vars(self.perf), seed=self.seed, init_from=init_from))
+        kind, net_cfg = split_model_config(model)
+        base = None
+        if init_from:
+            from fast_nst.export import load_export
+
+            base = load_export(init_from)
+        self.net = kind.for_training(net_cfg, [Painting.from_dict(p) for p in paintings], base)
+        self.criterion = self.net.build_objective(loss, loss_net, vgg_pass=self.perf.vgg_pass)
+        encoder = getattr(self.criterion, "encoder", None)
+        self.memory_format = torch.channels_last if self.perf.channels_last else torch.contiguous_format
+        if self.perf.channels_last:
             self.net.to(memory_format=torch.channels_last)
-            encoder.to(memory_format=torch.channels_last)
+            self.criterion.to(memory_format=torch.channels_last)
         # What runs the step; `self.net` stays the plain module (export, checkpoints). Kept out of
         # the module tree so state_dict has no duplicate keys.
         net_fn = self.net
-        if self.perf["compile"]:
-            kw = {"mode": self.perf["compile_mode"]} if self.perf["compile_mode"] else {}
+        if self.perf.compile:
+            kw = {"mode": self.perf.compile_mode} if self.perf.compile_mode else {}
             net_fn = torch.compile(self.net, **kw)
-            encoder.forward = torch.compile(encoder.forward, **kw)
+            if encoder is not None:
+                encoder.forward = torch.compile(encoder.forward, **kw)
         object.__setattr__(self, "_net_fn", net_fn)
-        self.vgg_source = encoder.weights_source
-        self.strict_loading = False  # checkpoints omit the frozen VGG
+        self.vgg_source = getattr(encoder, "weights_source", "unknown")
+        self.strict_loading = False  # checkpoints omit the frozen loss network
         self._val_grid: torch.Tensor | None = None
+        self._val_labels: list[str] = []
 
-    # -- checkpoint size: drop the frozen VGG (tens of MB) ------------------------------------
+    @classmethod
+    def from_config(cls, cfg: DictConfig, paintings: list[Painting] | None = None) -> "StyleTransferModule":
+        """From a composed conf/train.yaml; `paintings` default to `styles` or the `style` group."""
+        if paintings is None:
+            paintings = training_paintings(cfg.get("styles"), cfg.style)
+        return cls(model=cfg.model, loss=cfg.loss, loss_net=cfg.loss_net, paintings=[p.to_dict() for p in paintings],
+                   optim=cfg.optim, perf=cfg.perf, seed=cfg.seed, init_from=cfg.get("init_from"))
+
+    # -- checkpoints: drop the frozen loss network (tens of MB), check the network matches ----
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         sd = checkpoint["state_dict"]
-        for k in [k for k in sd if k.startswith("criterion.encoder.")]:
+        for k in [k for k in sd if k.startswith("criterion.")]:
             del sd[k]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        ours = {k: v.shape for k, v in self.state_dict().items() if k.startswith("net.")}
+        theirs = {k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        if ours != theirs:
+            diff = sorted(set(ours.items()) ^ set(theirs.items()))[:4]
+            raise ValueError(f"the checkpoint holds another network than this config builds (e.g. {diff}); "
+                             "resume with the config of the run that wrote it, or start without ckpt_path")
 
-    def _step(self, batch: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict]:
-        batch = batch.contiguous(memory_format=self.memory_format)
-        out = self._net_fn(batch)
-        terms = self.criterion(out, batch)
-        bs = batch.shape[0]
-        self.log_dict({f"{stage}/{k}": v.detach() for k, v in terms.items()},
-                      prog_bar=(stage == "train"), batch_size=bs, sync_dist=(stage == "val"),
+    def forward(self, x: torch.Tensor, cond=None) -> torch.Tensor:
+        return self.net(x, cond)
+
+    # -- steps -----------------------------------------------------------------------------
+    def _draw_styles(self, n: int) -> torch.Tensor | None:
+        """Which painting each image trains with: a function of (seed, step, rank, position in
+        the batch), so a resumed run draws exactly what the uninterrupted one would have."""
+        g = torch.Generator().manual_seed(hash((self.seed, self.global_step, self.global_rank)) & (2**62 - 1))
+        idx = self.net.draw_styles(n, g)
+        return None if idx is None else idx.to(self.device)
+
+    def _log_terms(self, terms: dict[str, torch.Tensor], stage: str, bs: int, suffix: str = "",
+                   prog_bar: bool = False) -> None:
+        self.log_dict({f"{stage}/{k}{suffix}": terms[k].detach() for k in SCALAR_TERMS if k in terms},
+                      prog_bar=prog_bar, batch_size=bs, sync_dist=(stage == "val"),
                       on_step=(stage == "train"), on_epoch=(stage == "val"))
-        return out, terms
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        _, terms = self._step(batch, "train")
+        batch = batch.contiguous(memory_format=self.memory_format)
+        idx = self._draw_styles(batch.shape[0])
+        _, terms = self.net.training_step(self.criterion, batch, idx, forward=self._net_fn)
+        self._log_terms(terms, "train", batch.shape[0], prog_bar=True)
+        per_image = terms.get("style_per_image")
+        if per_image is not None and len(self.net.styles) > 1:
+            # per painting: the mean style term of this step's images drawn with it
+            self.log_dict({f"train/style/{self.net.styles[i].name}": per_image[idx == i].detach().mean()
+                           for i in idx.unique().tolist()}, on_step=True, on_epoch=False, batch_size=batch.shape[0])
         return terms["loss"]
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        out, _ = self._step(batch, "val")
+        batch = batch.contiguous(memory_format=self.memory_format)
+        bs = batch.shape[0]
+        columns = self.net.validation_styles()
+        outputs, per_column = [], []
+        for label, i in columns:
+            idx = None if i is None else torch.full((bs,), i, device=self.device, dtype=torch.long)
+            out, terms = self.net.training_step(self.criterion, batch, idx, forward=self._net_fn)
+            outputs.append(out)
+            per_column.append(terms)
+            if len(columns) > 1:
+                self._log_terms(terms, "val", bs, suffix=f"/{label}")
+        self._log_terms({k: torch.stack([t[k] for t in per_column]).mean() for k in SCALAR_TERMS}, "val", bs)
         if batch_idx == 0:
-            # content | stylized, one row per validation photo
-            self._val_grid = torch.stack([batch, out.to(batch.dtype)], 1).flatten(0, 1).float().cpu()
+            # content | stylized with each painting, one row per validation photo
+            self._val_grid = torch.stack([batch] + [o.to(batch.dtype) for o in outputs], 1).flatten(0, 1).float().cpu()
+            self._val_labels = ["content"] + [label for label, _ in columns]
 
     def on_validation_epoch_end(self) -> None:
         if self._val_grid is not None and not self.trainer.sanity_checking:
             from fast_nst.logging_utils import log_image_grid
 
-            log_image_grid(self.trainer, "val/samples", self._val_grid, self.global_step)
+            log_image_grid(self.trainer, "val/samples", self._val_grid, self.global_step,
+                           nrow=len(self._val_labels), caption=" | ".join(self._val_labels))
         self._val_grid = None
 
     def configure_optimizers(self):
         o = self.hparams.optim
-        opt = torch.optim.Adam(self.net.parameters(), lr=o["lr"], betas=tuple(o.get("betas", (0.9, 0.999))),
-                               weight_decay=o.get("weight_decay", 0.0))
-        sched = o.get("scheduler")
+        opt = torch.optim.Adam(self.net.parameter_groups(), lr=o["lr"], betas=tuple(o["betas"]),
+                               weight_decay=o["weight_decay"])
+        sched = o["scheduler"]
         if not sched:
             return opt
         total = self.trainer.max_steps if self.trainer.max_steps > 0 else 1

@@ -47,8 +47,9 @@ def wandb_logger(mode: str = "auto", **kwargs):
     return WandbLogger(mode=mode, **kwargs)
 
 
-def log_image_grid(trainer, key: str, images: torch.Tensor, step: int, nrow: int = 2) -> None:
-    """`images`: (N, 3, H, W) in [0, 1]; shown as rows of `nrow` (content | stylized).
+def log_image_grid(trainer, key: str, images: torch.Tensor, step: int, nrow: int = 2,
+                   caption: str = "content | stylized") -> None:
+    """`images`: (N, 3, H, W) in [0, 1]; shown as rows of `nrow` (e.g. content | stylized).
 
     Rank zero only under DDP (other ranks' CSV loggers would write the same PNG paths)."""
     if not getattr(trainer, "is_global_zero", True):
@@ -59,7 +60,7 @@ def log_image_grid(trainer, key: str, images: torch.Tensor, step: int, nrow: int
     grid = make_grid(images.clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
     for lg in trainer.loggers:
         if isinstance(lg, WandbLogger):
-            lg.log_image(key=key, images=[grid], step=step, caption=["content | stylized"])
+            lg.log_image(key=key, images=[grid], step=step, caption=[caption])
         elif isinstance(lg, TensorBoardLogger):
             lg.experiment.add_image(key, grid, global_step=step)
         elif isinstance(lg, CSVLogger):

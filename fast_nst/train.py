@@ -12,12 +12,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from fast_nst.callbacks import ExportCallback
 from fast_nst.lit_module import StyleTransferModule
+from fast_nst.paintings import Painting, training_paintings
 
 log = logging.getLogger("fast_nst")
 
 
 def resolve_resume(ckpt_path: str | None, callbacks: list) -> str | None:
-    """`last` means this style's `last.ckpt` in the ModelCheckpoint folder."""
+    """`last` means this run name's `last.ckpt` in the ModelCheckpoint folder."""
     if not ckpt_path:
         return None
     if ckpt_path == "last":
@@ -27,7 +28,7 @@ def resolve_resume(ckpt_path: str | None, callbacks: list) -> str | None:
             if (d / "last.ckpt").is_file():
                 return str(d / "last.ckpt")
         raise FileNotFoundError(f"ckpt_path=last: no last.ckpt in {[str(d) for d in dirs]}; "
-                                "nothing to resume for this style (start without ckpt_path)")
+                                "nothing to resume for this run name (start without ckpt_path)")
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     return ckpt_path
@@ -41,17 +42,71 @@ def _quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
+def apply_steps_per_style(cfg: DictConfig, paintings: list[Painting]) -> None:
+    """`steps_per_style` set: trainer.max_steps = steps_per_style x the paintings this run trains."""
+    per = cfg.get("steps_per_style")
+    if per:
+        cfg.trainer.max_steps = int(per) * len(paintings)
+        log.info("trainer.max_steps = steps_per_style %d x %d painting(s) = %d", per, len(paintings),
+                 cfg.trainer.max_steps)
+
+
+def _apply_init_from(cfg: DictConfig) -> None:
+    """Continuing from an export trains against the objective recorded in it (`loss`, `loss_net`),
+    so old and new paintings share one objective; the export itself is never overwritten."""
+    init = cfg.get("init_from")
+    if not init:
+        return
+    if not Path(init).is_file():
+        raise FileNotFoundError(f"init_from={init}: no such export (give the .safetensors to continue from)")
+    target = Path(cfg.export.dir) / f"{cfg.export.name}.safetensors"
+    if target.exists() and target.resolve() == Path(init).resolve():
+        raise ValueError(f"init_from={init} is also this run's export ({target}); it would be overwritten. "
+                         "Give the new network another name (name=...)")
+    from fast_nst.export import read_export
+
+    info = read_export(init)
+    if info.loss:
+        cfg.loss = OmegaConf.create(info.loss)
+    if info.loss_net:
+        weights = info.loss_net.get("weights")
+        keep = cfg.loss_net.weights
+        cfg.loss_net = OmegaConf.create(info.loss_net)
+        if weights not in ("oxford", "torchvision") and not Path(str(weights)).is_file():
+            log.warning("init_from: its VGG weights %s are not on this machine; using loss_net.weights=%s", weights, keep)
+            cfg.loss_net.weights = keep
+    log.info("init_from=%s: training against its recorded loss and loss network", init)
+
+
+def model_card_of_run(cfg: DictConfig) -> dict:
+    """The recipe part of a model card: config choices, the command line, seed, photos."""
+    card: dict = {"seed": cfg.seed, "training_photos": {"root": str(cfg.data.get("root"))}}
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        card["recipe"] = {k: v for k, v in OmegaConf.to_container(hc.runtime.choices).items()
+                          if not k.startswith("hydra/")}
+        card["command"] = " ".join(["python train.py", *hc.overrides.task])
+    return card
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit and export. Under DDP every process runs this; only global rank zero writes the export
     and logs, so on other ranks `export` is None (`rank` says which process returned)."""
     logging.getLogger("fast_nst").setLevel(logging.INFO)
     _quiet_known_warnings()
     pl.seed_everything(cfg.seed, workers=True)
+    paintings = training_paintings(cfg.get("styles"), cfg.style)
+    apply_steps_per_style(cfg, paintings)
+    _apply_init_from(cfg)
     datamodule = instantiate(cfg.data, seed=cfg.seed)
-    module = StyleTransferModule(model=cfg.model, loss=cfg.loss, loss_net=cfg.loss_net,
-                                 style=cfg.style, optim=cfg.optim, perf=cfg.get("perf"))
+    module = StyleTransferModule.from_config(cfg, paintings)
     loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c]
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c]
+    for cb in callbacks:
+        if isinstance(cb, ExportCallback):
+            cb.model_card.update(model_card_of_run(cfg))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

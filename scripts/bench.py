@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from fast_nst.images import atomic_write  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -183,8 +186,7 @@ def bench_train(name: str, profile: dict, args, device: torch.device, size: int)
     n_steps = args.warmup + args.steps
     pl.seed_everything(args.seed, workers=True, verbose=False)
     dm = instantiate(cfg.data, seed=args.seed)
-    module = StyleTransferModule(model=cfg.model, loss=cfg.loss, loss_net=cfg.loss_net, style=cfg.style,
-                                 optim=cfg.optim, perf=cfg.perf)
+    module = StyleTransferModule.from_config(cfg)
 
     class Timer(pl.Callback):
         def __init__(self):
@@ -339,25 +341,38 @@ def _median_latency(fn, device, reps: int, budget_s: float) -> tuple[float, int,
     return statistics.median(ts), len(ts), statistics.median(cs)
 
 
+def bench_network(args, size: int):
+    """The network `--model` (a conf/model option, any kind) for the bench painting, untrained."""
+    from fast_nst.kinds import split_model_config
+    from fast_nst.paintings import training_paintings
+
+    cfg = compose_cfg(PROFILES["fast"], args, torch.device("cpu"), size)
+    kind, net_cfg = split_model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    torch.manual_seed(args.seed)
+    return kind.for_training(net_cfg, training_paintings(None, cfg.style))
+
+
 def bench_infer(name: str, profile: dict, args, device: torch.device, sizes: list[int]) -> list[dict]:
-    from fast_nst.models.transformer import TransformerNet
     from fast_nst.stylizer import Stylizer
 
     inf = profile["infer"]
-    torch.manual_seed(args.seed)
-    net = TransformerNet(**({"width": 0.5} if args.model == "johnson_half" else {}))
+    net = bench_network(args, sizes[0])
+    style = net.style_names[0]  # the bench painting (multi-style kinds need a choice)
     rows = []
     if name == "plain":  # what a straightforward script does: fp32, contiguous, no_grad
         net = net.to(device).eval()
+        cond = net.condition(style=style)
 
         def run(x):
             with torch.no_grad():
-                return net(x.to(device)).clamp(0, 1).cpu()
+                return net(x.to(device), cond).clamp(0, 1).cpu()
     else:
         st = Stylizer(net, device=str(device), half=inf["half"], channels_last=inf["channels_last"])
         if inf.get("compile"):
             st.net = torch.compile(st.net)
-        run = st.stylize_tensor  # inference_mode, channels_last, half on CUDA
+
+        def run(x):  # inference_mode, channels_last, half on CUDA
+            return st.stylize_tensor(x, style=style)
     flops_256 = count_flops(lambda: run(torch.rand(1, 3, 256, 256)))
     for s in sizes:
         x = torch.rand(1, 3, s, s)
@@ -542,9 +557,7 @@ def main(argv: list[str] | None = None) -> dict:
         res["devices"][dev_name] = r
     res["wall_s"] = time.perf_counter() - t_start
     print_tables(res)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
+    out = atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(res, indent=1)))
     print(f"\nwrote {out} ({res['wall_s']:.0f} s)")
     return res
 

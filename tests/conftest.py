@@ -56,6 +56,18 @@ def style_image() -> Path:
     return ROOT / "assets" / "styles" / "starry_night.jpg"
 
 
+def data_module(**overrides):
+    """A PhotoDataModule with the settings of conf/data/bundled.yaml (where its defaults live),
+    overridden by keyword arguments."""
+    from omegaconf import OmegaConf
+
+    from fast_nst.data import PhotoDataModule
+
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "data" / "bundled.yaml"))
+    cfg.pop("_target_")
+    return PhotoDataModule(**{**cfg, "seed": 0, **overrides})
+
+
 def compose(config_name: str, overrides: list[str]):
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

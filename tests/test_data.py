@@ -2,7 +2,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_nst.data import EpochSampler, PhotoDataModule, PhotoDataset
+from conftest import data_module
+from fast_nst.data import EpochSampler, PhotoDataset
 
 
 def _make_photos(d, n=6, size=(80, 60)):
@@ -17,7 +18,7 @@ def test_corrupt_images_are_skipped_counted_and_named(tmp_path, caplog):
     sub = tmp_path / "nested"
     sub.mkdir()
     Image.new("RGB", (70, 90)).save(sub / "deep.png")
-    dm = PhotoDataModule(root=str(tmp_path), image_size=32, batch_size=2, num_workers=0, val_size=1)
+    dm = data_module(root=str(tmp_path), image_size=32, batch_size=2, num_workers=0, val_size=1)
     with caplog.at_level("WARNING", logger="fast_nst"):
         dm.setup("fit")
     assert len(dm.skipped) == 1 and "broken.jpg" in dm.skipped[0]
@@ -54,16 +55,16 @@ def test_sampler_is_seeded_and_resumes_mid_epoch():
 
 def test_missing_folder_and_too_few_images(tmp_path):
     with pytest.raises(FileNotFoundError, match="data.root"):
-        PhotoDataModule(root=str(tmp_path / "nope")).setup("fit")
+        data_module(root=str(tmp_path / "nope")).setup("fit")
     _make_photos(tmp_path, n=2)
     with pytest.raises(ValueError, match="batch_size"):
-        PhotoDataModule(root=str(tmp_path), batch_size=4, val_size=0, num_workers=0).setup("fit")
+        data_module(root=str(tmp_path), batch_size=4, val_size=0, num_workers=0).setup("fit")
 
 
 def test_validation_split_is_fixed(tmp_path):
     _make_photos(tmp_path, n=8)
-    a = PhotoDataModule(root=str(tmp_path), batch_size=2, val_size=2, num_workers=0)
-    b = PhotoDataModule(root=str(tmp_path), batch_size=2, val_size=2, num_workers=0)
+    a = data_module(root=str(tmp_path), batch_size=2, val_size=2, num_workers=0)
+    b = data_module(root=str(tmp_path), batch_size=2, val_size=2, num_workers=0)
     a.setup("fit"), b.setup("fit")
     assert a.val_set.files == b.val_set.files
     assert not set(a.val_set.files) & set(a.train_set.files)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_nst.data import PhotoDataModule, PhotoDataset, load_crop, loader_kwargs, loader_throughput
-from conftest import ROOT
+from fast_nst.data import PhotoDataset, load_crop, loader_kwargs, loader_throughput
+from conftest import ROOT, data_module
 
 
 def test_torchvision_decode_matches_pil_crop():
@@ -72,7 +72,7 @@ def test_datamodule_with_workers_gives_the_same_batches(tmp_path):
         Image.new("RGB", (90, 70), (i * 40, 100, 200 - i * 30)).save(tmp_path / f"p{i}.jpg")
     batches = []
     for workers in (0, 2):
-        dm = PhotoDataModule(root=str(tmp_path), image_size=32, batch_size=2, num_workers=workers,
+        dm = data_module(root=str(tmp_path), image_size=32, batch_size=2, num_workers=workers,
                              val_size=0, prefetch_factor=2)
         dm.setup("fit")
         batches.append(torch.cat(list(dm.train_dataloader())))

@@ -48,14 +48,15 @@ def test_ddp_two_cpu_processes_train_shard_and_export(tmp_path, photos_dir, vgg1
     assert "Starting with 2 processes" in out and "distributed_backend=gloo" in out
 
     # the export: one file, the single-process format, the steps of the run
-    from fast_nst.export import load_network, read_metadata
+    from fast_nst.export import load_network, read_export
     from fast_nst.models.transformer import TransformerNet
 
     export = ckpts / "starry_night.safetensors"
-    meta = read_metadata(export)
-    assert meta["extra"]["global_step"] == 5 and meta["network"]["width"] == 0.5
+    info = read_export(export)
+    assert info.model_card["steps"] == 5 and info.network["width"] == 0.5
+    assert info.model_card["machine"]["processes"] == 2
     tensors = load_file(str(export))
-    ref = TransformerNet(**meta["network"]).state_dict()
+    ref = TransformerNet(**info.network).state_dict()
     assert {k: v.shape for k, v in tensors.items()} == {k: v.shape for k, v in ref.items()}
     assert all(v.dtype == torch.float32 for v in tensors.values())
     net, _ = load_network(export)

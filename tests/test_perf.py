@@ -4,10 +4,16 @@ float rounding): speed must never change what is learned."""
 import pytest
 import torch
 
-from fast_nst.lit_module import PERF_DEFAULTS, StyleTransferModule, perf_options
+from omegaconf import OmegaConf
+
+from conftest import CONF
+from fast_nst.lit_module import PerfOptions, StyleTransferModule
 from fast_nst.losses import PerceptualLoss
-from fast_nst.models.transformer import InstanceNorm2d, TransformerNet
+from fast_nst.models.norms import InstanceNorm2d
+from fast_nst.models.transformer import TransformerNet
 from fast_nst.models.vgg import VGGEncoder
+
+FAST = OmegaConf.to_container(OmegaConf.load(CONF / "perf" / "fast.yaml"))
 
 CONTENT = {"relu2_2": 1.0}
 STYLE = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
@@ -55,7 +61,7 @@ def test_concat_features_equal_separate_passes(encoder):
 
 def test_channels_last_instance_norm_matches_pytorch():
     torch.manual_seed(3)
-    ours, ref = InstanceNorm2d(8, affine=True), torch.nn.InstanceNorm2d(8, affine=True)
+    ours, ref = InstanceNorm2d(8), torch.nn.InstanceNorm2d(8, affine=True)
     with torch.no_grad():
         ours.weight.uniform_(0.5, 2), ours.bias.uniform_(-1, 1)
     ref.load_state_dict(ours.state_dict())
@@ -68,9 +74,15 @@ def test_channels_last_instance_norm_matches_pytorch():
     (y_ref * y_ref.detach()).sum().backward()
     (y * y.detach()).sum().backward()
     torch.testing.assert_close(xc.grad, xr.grad, rtol=1e-3, atol=1e-4)
-    with torch.inference_mode():  # in-place path
+    with torch.inference_mode():  # in-place path, both layouts
         torch.testing.assert_close(ours(x.contiguous(memory_format=torch.channels_last)), ref(x),
                                    rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ours(x.clone()), ref(x), rtol=1e-4, atol=1e-5)
+    xn = x.clone().requires_grad_()  # contiguous (NCHW) gradient path
+    ours(xn).square().sum().backward()
+    xr.grad = None
+    ref(xr).square().sum().backward()
+    torch.testing.assert_close(xn.grad, xr.grad, rtol=1e-3, atol=1e-4)
 
 
 def test_channels_last_network_equals_contiguous_network():
@@ -85,25 +97,29 @@ def test_channels_last_network_equals_contiguous_network():
 
 
 def test_perf_options_validate():
-    assert perf_options(None) == PERF_DEFAULTS
-    assert perf_options({"vgg_pass": "concat"})["vgg_pass"] == "concat"
-    with pytest.raises(ValueError, match="unknown perf"):
-        perf_options({"chanels_last": True})
+    assert PerfOptions.from_config(FAST).channels_last is True  # the defaults live in conf/perf/fast.yaml
+    assert PerfOptions.from_config({**FAST, "vgg_pass": "concat"}).vgg_pass == "concat"
+    with pytest.raises(ValueError, match="unknown \\['chanels_last'\\]"):
+        PerfOptions.from_config({**FAST, "chanels_last": True})
+    with pytest.raises(ValueError, match="missing \\['compile'\\]"):
+        PerfOptions.from_config({k: v for k, v in FAST.items() if k != "compile"})
     with pytest.raises(ValueError, match="vgg_pass"):
         PerceptualLoss(torch.nn.Identity(), CONTENT, STYLE, vgg_pass="fused")
 
 
 def test_fast_and_plain_training_steps_agree(vgg16_weights, style_image):
     """The real module: 3 Adam steps with perf=plain and perf=fast end at the same loss."""
-    kw = dict(model={"width": 0.25}, loss={"content_layers": CONTENT, "style_layers": STYLE,
-                                           "content_weight": 1.0, "style_weight": 0.25,
-                                           "tv_weight": 10.0, "style_size": 64},
-              loss_net={"arch": "vgg16", "weights": vgg16_weights}, style={"image": str(style_image)},
-              optim={"lr": 1e-3})
+    kw = dict(model={"kind": "johnson", "width": 0.25, "norm": "instance", "upsample": "transpose",
+                     "num_res_blocks": 5, "tanh_scale": 1.0},
+              loss={"content_layers": CONTENT, "style_layers": STYLE, "content_weight": 1.0,
+                    "style_weight": 0.25, "tv_weight": 10.0, "style_size": 64},
+              loss_net={"arch": "vgg16", "weights": vgg16_weights, "pooling": "max"},
+              paintings=[{"name": "starry_night", "image": str(style_image)}],
+              optim={"lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0, "scheduler": None}, seed=0)
     torch.manual_seed(5)
     batches = [torch.rand(2, 3, 48, 48) for _ in range(3)]
     losses = {}
-    for name, perf in {"plain": {"vgg_pass": "full", "channels_last": False}, "fast": None}.items():
+    for name, perf in {"plain": {**FAST, "vgg_pass": "full", "channels_last": False}, "fast": FAST}.items():
         torch.manual_seed(0)
         m = StyleTransferModule(**kw, perf=perf)
         m.log_dict = lambda *a, **k: None
