@@ -5,8 +5,9 @@ from hydra.utils import instantiate
 
 from conftest import CONF, compose
 
-# conf/optimize/ is the separate config root of optimize.py and scripts/quality.py (tests/test_gatys.py)
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "optimize")
+# conf/optimize/ and conf/stylize/ are the separate config roots of optimize.py + scripts/quality.py
+# (tests/test_gatys.py) and of stylize.py: their `style` keys must not be train.py's `style` group
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("optimize", "stylize"))
 
 
 def _options(group):
@@ -64,11 +65,24 @@ def test_trainer_loggers_callbacks_and_data_instantiate(tmp_path):
     assert trainer.max_steps == cfg.trainer.max_steps
 
 
+def _compose_stylize(overrides):
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF / "stylize"), version_base="1.3"):
+        return hydra_compose(config_name="stylize", overrides=overrides)
+
+
 def test_stylize_config_requires_ckpt_and_input():
     from omegaconf.errors import MissingMandatoryValue
 
-    cfg = compose("stylize", [])
+    cfg = _compose_stylize([])
     with pytest.raises(MissingMandatoryValue):
         _ = cfg.ckpt
-    cfg = compose("stylize", ["ckpt=x", "input=y"])
-    assert cfg.device == "auto" and cfg.batch_size >= 1
+    cfg = _compose_stylize(["ckpt=x", "input=y"])
+    assert cfg.device == "auto" and cfg.batch_size >= 1 and cfg.strength == 1.0 and cfg.style is None
+    # the inference vocabulary: style picks a painting, style_weights mixes, style_image is a file
+    cfg = _compose_stylize(["ckpt=x", "input=y", "style=the_scream",
+                            "style_weights={starry_night: 0.7, the_scream: 0.3}"])
+    assert cfg.style == "the_scream" and dict(cfg.style_weights) == {"starry_night": 0.7, "the_scream": 0.3}
