@@ -91,6 +91,8 @@ class StyleTransferModule(pl.LightningModule):
         self.strict_loading = False  # checkpoints omit the frozen loss network
         self._val_grid: torch.Tensor | None = None
         self._val_labels: list[str] = []
+        self._painting_sums: torch.Tensor | None = None  # per-painting style terms since the last log
+        self._painting_counts: torch.Tensor | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig, paintings: list[Painting] | None = None) -> "StyleTransferModule":
@@ -138,10 +140,25 @@ class StyleTransferModule(pl.LightningModule):
         self._log_terms(terms, "train", batch.shape[0], prog_bar=True)
         per_image = terms.get("style_per_image")
         if per_image is not None and len(self.net.styles) > 1:
-            # per painting: the mean style term of this step's images drawn with it
-            self.log_dict({f"train/style/{self.net.styles[i].name}": per_image[idx == i].detach().mean()
-                           for i in idx.unique().tolist()}, on_step=True, on_epoch=False, batch_size=batch.shape[0])
+            self._log_per_painting(per_image.detach(), idx)
         return terms["loss"]
+
+    def _log_per_painting(self, per_image: torch.Tensor, idx: torch.Tensor) -> None:
+        """train/style/<painting>: the mean style term of the images that drew the painting since the
+        last logged step. Written to the loggers directly: Lightning would repeat a painting's last
+        value in steps that did not draw it."""
+        n = len(self.net.styles)
+        if self._painting_sums is None:
+            self._painting_sums, self._painting_counts = torch.zeros(n, dtype=torch.float64), torch.zeros(n)
+        self._painting_sums.index_add_(0, idx.cpu(), per_image.double().cpu())
+        self._painting_counts.index_add_(0, idx.cpu(), torch.ones(len(idx)))
+        if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) and not self.trainer.should_stop:
+            return
+        metrics = {f"train/style/{p.name}": float(s / c) for p, s, c in
+                   zip(self.net.styles, self._painting_sums, self._painting_counts) if c > 0}
+        for lg in self.loggers:
+            lg.log_metrics(metrics, step=self.global_step)
+        self._painting_sums, self._painting_counts = None, None
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         batch = batch.contiguous(memory_format=self.memory_format)

@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""Per-painting content, style and TV terms of trained networks on the same held-out photos, each
+against its own training objective (the loss, loss network and painting recorded in the export).
+Compares a multi-style network with per-style networks painting by painting:
+
+    python scripts/painting_losses.py --ckpt checkpoints/multi_style.safetensors checkpoints/udnie.safetensors \
+        --photos ../shared/data/photos/bsds500/test --num-photos 8 --size 128
+
+Prints one row per (painting, network), plus the unchanged photo as a reference (its content term
+is 0, its style term is where training starts), and writes the table as JSON (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from fast_nst.data import resize_crop  # noqa: E402
+from fast_nst.export import training_ingredients  # noqa: E402
+from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor  # noqa: E402
+from fast_nst.kinds.base import painting_tensor  # noqa: E402
+from fast_nst.losses import PerceptualLoss  # noqa: E402
+from fast_nst.stylizer import Stylizer, find_checkpoint, pick_device  # noqa: E402
+
+TERMS = ("content", "style", "tv", "loss")
+
+
+def held_out_photos(folder: str, k: int, size: int) -> torch.Tensor:
+    files = list_images(folder)
+    if not files:
+        raise SystemExit(f"--photos {folder}: no images found")
+    step = max(1, len(files) // k)
+    return torch.stack([pil_to_tensor(resize_crop(load_rgb(f), size, None)) for f in files[::step][:k]])
+
+
+def painting_losses(ckpts: list[str], photos: torch.Tensor, device: torch.device, vgg_weights: str | None) -> list[dict]:
+    rows = []
+    for ckpt in ckpts:
+        path = find_checkpoint(ckpt)
+        st = Stylizer.load(path, device=str(device))
+        for name in st.styles:
+            ing = training_ingredients(st.info, style=name)
+            crit = PerceptualLoss.build(ing.loss, ing.loss_net, style_weight_scale=ing.style_weight_scale,
+                                        weights=vgg_weights).to(device)
+            crit.set_style([painting_tensor(ing.painting, ing.loss.get("style_size")).to(device)])
+            x = photos.to(device)
+            with torch.no_grad():
+                for label, images in (("(photo)", x), (path.stem, st.stylize_tensor(x, style=name).to(device))):
+                    per = [crit(images[i:i + 1], x[i:i + 1]) for i in range(len(x))]
+                    row = {"painting": name, "network": label, "steps": st.info.model_card.get("steps")}
+                    row.update({t: statistics.fmean(float(p[t]) for p in per) for t in TERMS})
+                    rows.append(row)
+    # the photo reference once per painting (identical objective for every network of a painting)
+    seen, out = set(), []
+    for r in rows:
+        key = (r["painting"], r["network"])
+        if r["network"] == "(photo)" and key in seen:
+            continue
+        seen.add(key)
+        out.append(r)
+    return sorted(out, key=lambda r: (r["painting"], r["network"] != "(photo)", r["network"]))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", nargs="+", required=True, help="exports (.safetensors or names in checkpoints/)")
+    ap.add_argument("--photos", required=True, help="a folder of photos none of the networks trained on")
+    ap.add_argument("--num-photos", type=int, default=8, help="photos, evenly spaced over the folder (default: %(default)s)")
+    ap.add_argument("--size", type=int, default=128, help="centre crops of size x size; use the training size (default: %(default)s)")
+    ap.add_argument("--vgg-weights", default=None, help="override the recorded loss_net.weights")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", default="outputs/painting_losses.json", help="JSON table (default: %(default)s)")
+    a = ap.parse_args(argv)
+    device = pick_device(a.device)
+    rows = painting_losses(a.ckpt, held_out_photos(a.photos, a.num_photos, a.size), device, a.vgg_weights)
+    print(f"{'painting':28s} {'network':28s} {'steps':>6s} " + " ".join(f"{t:>11s}" for t in TERMS))
+    for r in rows:
+        print(f"{r['painting']:28s} {r['network']:28s} {str(r['steps'] or ''):>6s} "
+              + " ".join(f"{r[t]:11.4g}" for t in TERMS))
+    atomic_write(a.out, lambda tmp: tmp.write_text(json.dumps({"photos": a.photos, "num_photos": a.num_photos,
+                                                               "size": a.size, "rows": rows}, indent=1)))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
