@@ -27,6 +27,35 @@ def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
 
 
+def prepare_batch(batch: Any, memory_format: torch.memory_format) -> tuple[Any, torch.Tensor]:
+    """(batch with its tensors in `memory_format`, its photos). A batch is the photos tensor
+    (B, 3, H, W), or for kinds whose data yields more (e.g. photos and paintings) a tuple/list
+    with the photos first or a dict with a "photos" key; the kind's training_step receives it
+    in the same structure."""
+    def fmt(b: Any) -> Any:
+        if isinstance(b, torch.Tensor):
+            return b.contiguous(memory_format=memory_format) if b.dim() == 4 else b
+        if isinstance(b, (list, tuple)):
+            return type(b)(fmt(v) for v in b)
+        if isinstance(b, dict):
+            return {k: fmt(v) for k, v in b.items()}
+        return b
+
+    batch = fmt(batch)
+    if isinstance(batch, torch.Tensor):
+        photos = batch
+    elif isinstance(batch, (list, tuple)) and batch:
+        photos = batch[0]
+    elif isinstance(batch, dict) and "photos" in batch:
+        photos = batch["photos"]
+    else:
+        photos = None
+    if not (isinstance(photos, torch.Tensor) and photos.dim() == 4):
+        raise TypeError(f"a training batch is a (B, 3, H, W) photos tensor, a tuple/list with the photos first "
+                        f"or a dict with a 'photos' key; got {type(batch).__name__}")
+    return batch, photos
+
+
 @dataclass(frozen=True)
 class PerfOptions:
     """Speed options of the training step: the keys of conf/perf/*.yaml, where their defaults and
@@ -123,7 +152,8 @@ class StyleTransferModule(pl.LightningModule):
     def _draw_styles(self, n: int) -> torch.Tensor | None:
         """Which painting each image trains with: a function of (seed, step, rank, position in
         the batch), so a resumed run draws exactly what the uninterrupted one would have."""
-        g = torch.Generator().manual_seed(hash((self.seed, self.global_step, self.global_rank)) & (2**62 - 1))
+        # plain arithmetic, not hash(): the same on every Python version and platform
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.global_step * 1031 + self.global_rank) % 2**63)
         idx = self.net.draw_styles(n, g)
         return None if idx is None else idx.to(self.device)
 
@@ -133,11 +163,12 @@ class StyleTransferModule(pl.LightningModule):
                       prog_bar=prog_bar, batch_size=bs, sync_dist=(stage == "val"),
                       on_step=(stage == "train"), on_epoch=(stage == "val"))
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        batch = batch.contiguous(memory_format=self.memory_format)
-        idx = self._draw_styles(batch.shape[0])
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        batch, photos = prepare_batch(batch, self.memory_format)
+        bs = photos.shape[0]
+        idx = self._draw_styles(bs)
         _, terms = self.net.training_step(self.criterion, batch, idx, forward=self._net_fn)
-        self._log_terms(terms, "train", batch.shape[0], prog_bar=True)
+        self._log_terms(terms, "train", bs, prog_bar=True)
         per_image = terms.get("style_per_image")
         if per_image is not None and len(self.net.styles) > 1:
             self._log_per_painting(per_image.detach(), idx)
@@ -160,9 +191,9 @@ class StyleTransferModule(pl.LightningModule):
             lg.log_metrics(metrics, step=self.global_step)
         self._painting_sums, self._painting_counts = None, None
 
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        batch = batch.contiguous(memory_format=self.memory_format)
-        bs = batch.shape[0]
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        batch, photos = prepare_batch(batch, self.memory_format)
+        bs = photos.shape[0]
         columns = self.net.validation_styles()
         outputs, per_column = [], []
         for label, i in columns:
@@ -175,7 +206,7 @@ class StyleTransferModule(pl.LightningModule):
         self._log_terms({k: torch.stack([t[k] for t in per_column]).mean() for k in SCALAR_TERMS}, "val", bs)
         if batch_idx == 0:
             # content | stylized with each painting, one row per validation photo
-            self._val_grid = torch.stack([batch] + [o.to(batch.dtype) for o in outputs], 1).flatten(0, 1).float().cpu()
+            self._val_grid = torch.stack([photos] + [o.to(photos.dtype) for o in outputs], 1).flatten(0, 1).float().cpu()
             self._val_labels = ["content"] + [label for label, _ in columns]
 
     def on_validation_epoch_end(self) -> None:

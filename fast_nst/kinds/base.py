@@ -170,10 +170,13 @@ class StyleNetwork(nn.Module):
             crit.set_styles(images, [p.weight for p in self.styles])
         return crit
 
-    def training_step(self, objective: nn.Module, batch: torch.Tensor, style_index: torch.Tensor | None,
+    def training_step(self, objective: nn.Module, batch: Any, style_index: torch.Tensor | None,
                       forward: Callable | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(output, terms): `terms["loss"]` is optimised, every scalar term is logged, and
-        `terms["style_per_image"]` (B,) when present is logged per painting."""
+        `terms["style_per_image"]` (B,) when present is logged per painting. `batch` is what the
+        data module yields (see `lit_module.prepare_batch`): the photos tensor here; kinds with
+        their own data (e.g. (photos, paintings)) take it apart themselves. `output` must have the
+        photos' shape (it fills a validation grid column)."""
         out = (forward or self)(batch, style_index)
         return out, objective(out, batch, style_index)
 

@@ -8,6 +8,8 @@ conditional variant (one scale/shift per painting) is Dumoulin, Shlens & Kudlur 
 
 from __future__ import annotations
 
+from typing import Callable, Union
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -17,17 +19,22 @@ from fast_nst.models.norms import ConditionalInstanceNorm2d, InstanceNorm2d, Ins
 NORMS = ("instance", "conditional", "batch")
 UPSAMPLES = ("transpose", "nearest")
 
+# A norm by name (NORMS), or a factory `channels -> module` for a network kind's own layer.
+Norm = Union[str, Callable[[int], nn.Module]]
 
-def _norm(kind: str, channels: int, num_styles: int | None) -> nn.Module:
-    if kind == "instance":
+
+def _norm(norm: Norm, channels: int, num_styles: int | None) -> nn.Module:
+    if callable(norm):  # a kind's own layer, e.g. an instance norm whose scale/shift are predicted
+        return norm(channels)
+    if norm == "instance":
         return InstanceNorm2d(channels)
-    if kind == "conditional":
+    if norm == "conditional":
         if not num_styles:
             raise ValueError("norm=conditional needs num_styles (the number of paintings)")
         return ConditionalInstanceNorm2d(channels, num_styles)
-    if kind == "batch":
+    if norm == "batch":
         return nn.BatchNorm2d(channels)
-    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+    raise ValueError(f"norm must be one of {NORMS} or a callable channels -> module, got {norm!r}")
 
 
 def _run(layers: nn.Sequential, x: torch.Tensor, cond) -> torch.Tensor:
@@ -45,7 +52,7 @@ class ConvLayer(nn.Sequential):
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int, norm: str, num_styles: int | None = None):
+    def __init__(self, channels: int, norm: Norm, num_styles: int | None = None):
         super().__init__()
         self.body = nn.Sequential(
             ConvLayer(channels, channels, 3), _norm(norm, channels, num_styles), nn.ReLU(inplace=True),
@@ -78,15 +85,18 @@ class TransformerNet(nn.Module):
 
     `norm="conditional"` puts a conditional instance norm with `num_styles` rows wherever the
     paper's network has a norm (Dumoulin et al. 2017); `forward(x, cond)` then needs `cond`, the
-    painting index per image or mixing weights (see `ConditionalInstanceNorm2d`). The module tree,
-    and so the state_dict keys, are the same for every norm: `encoder.1.weight` is the first
-    norm's scale whether it has shape (C,) or (num_styles, C).
+    painting index per image or mixing weights (see `ConditionalInstanceNorm2d`). `norm` may also
+    be a callable `channels -> module`, for kinds that bring their own norm layer (an
+    `InstanceNormBase` there receives `cond` too); `self.config` then records `norm="custom"`,
+    and the kind's own `config` is what an export stores. The module tree, and so the
+    state_dict keys, are the same for every norm: `encoder.1.weight` is the first norm's scale
+    whether it has shape (C,) or (num_styles, C).
     """
 
     def __init__(
         self,
         width: float = 1.0,
-        norm: str = "instance",
+        norm: Norm = "instance",
         upsample: str = "transpose",
         num_res_blocks: int = 5,
         tanh_scale: float = 1.0,
@@ -96,7 +106,8 @@ class TransformerNet(nn.Module):
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
         c1, c2, c3 = (max(1, round(c * width)) for c in (32, 64, 128))
-        self.config = dict(width=width, norm=norm, upsample=upsample,
+        # JSON only: a norm factory is recorded as "custom" (its kind records what rebuilds it)
+        self.config = dict(width=width, norm="custom" if callable(norm) else norm, upsample=upsample,
                            num_res_blocks=num_res_blocks, tanh_scale=tanh_scale)
         if norm == "conditional":
             self.config["num_styles"] = num_styles
