@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fast_nst.gatys import GatysObjective, initial_image, luminance_image, optimize_pixels, recolour
-from fast_nst.images import PROJECT_ROOT, ImageError, load_rgb, pil_to_tensor, resolve_path, save_image_atomic, tensor_to_pil
+from fast_nst.images import load_rgb, pil_to_tensor, resolve_path, save_image_atomic, tensor_to_pil
 from fast_nst.losses import PerceptualLoss
+from fast_nst.paintings import locate_painting, resolve_painting
 from fast_nst.stylizer import pick_device
 
 log = logging.getLogger("fast_nst")
@@ -21,14 +22,7 @@ console = Console(stderr=True, soft_wrap=True)
 
 def resolve_style(spec: str) -> Path:
     """A painting file, or the name of a bundled style (conf/style/<name>.yaml names its image)."""
-    p = resolve_path(spec)
-    if p.is_file():
-        return p
-    cfg_file = PROJECT_ROOT / "conf" / "style" / f"{spec}.yaml"
-    if cfg_file.is_file():
-        return resolve_path(OmegaConf.load(cfg_file).image)
-    names = sorted(f.stem for f in (PROJECT_ROOT / "conf" / "style").glob("*.yaml"))
-    raise ImageError(f"style={spec}: no such file and not a bundled style; give an image path or one of {names}")
+    return locate_painting(resolve_painting(spec))
 
 
 def _as_list(v) -> list:

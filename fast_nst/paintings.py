@@ -95,8 +95,8 @@ def resolve_painting(spec: Any) -> Painting:
             if resolve_path(bundled_painting.image).resolve() == path.resolve():
                 return bundled_painting
         return Painting(name=path.stem, image=spec)
-    raise ImageError(f"painting {spec!r}: not a bundled painting and no such file. Bundled: "
-                     f"{', '.join(bundled_names())}; or give an image file (a .jpg/.png path)")
+    raise ImageError(f"painting {spec!r}: no such file and not a bundled style (bundled: "
+                     f"{', '.join(bundled_names())}); give one of those or an image file (a .jpg/.png path)")
 
 
 def resolve_paintings(specs: Any) -> list[Painting]:

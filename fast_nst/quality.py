@@ -20,7 +20,7 @@ import torch
 from fast_nst.data import resize_crop
 from fast_nst.export import load_network, training_ingredients
 from fast_nst.gatys import GatysObjective, first_reaching, optimize_pixels
-from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor, resolve_path
+from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor
 from fast_nst.losses import PerceptualLoss
 
 
