@@ -89,7 +89,8 @@ def optimize_pixels(
     lr_step: int | None = None,
     lr_gamma: float = 0.5,
     callback: Callable[[int, dict[str, float], torch.Tensor], None] | None = None,
-    stop_below: float | None = None,
+    stop_when: Callable[[], bool] | None = None,
+    project: bool = False,
 ) -> OptimizeResult:
     """Minimise `objective(image)` over the pixels of `init` (values in [0, 1]).
 
@@ -98,8 +99,12 @@ def optimize_pixels(
     iteration counts compare directly with Johnson et al.'s Fig. 5. The objective is evaluated on
     the pixels clamped to the valid range, so every iterate is a valid image; clamping the variable
     itself in place would break L-BFGS's curvature pairs (it assumes the step it took) and measured
-    divergence within 5 iterations on VGG16 at 64 px. `callback(k, terms, image)` runs after each evaluation; `stop_below`
-    ends the run at the first iterate whose loss is at or below it.
+    divergence within 5 iterations on VGG16 at 64 px from the photo. `project=True` clips the
+    variable to [0, 255] after every L-BFGS iteration instead (projected L-BFGS, the protocol of
+    Johnson et al. 2016 sec. 4.1 for their start from noise; Adam always projects).
+    `callback(k, terms, image)` runs after each evaluation with the variable itself on the 0-1
+    scale (outside [0, 1] where an unprojected L-BFGS step left it; the objective saw it clipped);
+    `stop_when()` is asked after each and ends the run when it returns True.
     """
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
@@ -121,10 +126,10 @@ def optimize_pixels(
         rec = {k: float(v.detach()) for k, v in terms.items()}
         result.history.append(rec)
         if callback is not None:
-            callback(len(result.history) - 1, rec, x.detach().clamp(0, 255) / 255.0)
+            callback(len(result.history) - 1, rec, x.detach() / 255.0)  # the variable itself, unclipped
 
     def reached() -> bool:
-        return stop_below is not None and bool(result.history) and result.history[-1]["loss"] <= stop_below
+        return stop_when is not None and bool(result.history) and stop_when()
 
     def evaluate() -> torch.Tensor:
         nonlocal grad_scale
@@ -158,7 +163,7 @@ def optimize_pixels(
             opt.step()
         if sched is not None:
             sched.step()
-        if optimizer == "adam":  # first-order: projecting the variable is safe and stops drift
+        if optimizer == "adam" or project:  # first-order: projecting is safe and stops drift
             with torch.no_grad():
                 x.clamp_(0, 255)
     # The final iterate's loss (the loop records each iterate before stepping from it).
@@ -170,11 +175,27 @@ def optimize_pixels(
     return result
 
 
+# ImageNet mean pixel of the Caffe VGG models, RGB on the 0-255 scale.
+CAFFE_MEAN_PIXEL = (123.68, 116.779, 103.939)
+INIT_KINDS = ("content", "noise", "random", "style")
+
+
 def initial_image(kind: str, content: torch.Tensor, style: torch.Tensor | None = None,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """content | random (uniform noise) | style (the first style image resized to the content)."""
+    """Where optimisation starts:
+
+    * ``content``: the photo itself;
+    * ``noise``: Johnson et al.'s start image, the Caffe mean pixel plus N(0, 1) grey levels (their
+      code's ``randn`` in Caffe space): almost flat grey, so content and style must both be built;
+    * ``random``: uniform noise over the whole range;
+    * ``style``: the first style image resized to the content.
+    """
     if kind == "content":
         return content.clone()
+    if kind == "noise":
+        mean = torch.tensor(CAFFE_MEAN_PIXEL).view(1, 3, 1, 1)
+        x = mean + torch.randn(content.shape, generator=generator, device="cpu")
+        return (x / 255.0).clamp(0, 1).to(content)
     if kind == "random":
         return torch.rand(content.shape, generator=generator, device="cpu").to(content)
     if kind == "style":
@@ -182,7 +203,7 @@ def initial_image(kind: str, content: torch.Tensor, style: torch.Tensor | None =
             raise ValueError("init=style needs a style image")
         return F.interpolate(style, size=content.shape[-2:], mode="bilinear", align_corners=False,
                              antialias=True).clamp(0, 1)
-    raise ValueError(f"init must be content, random or style, got {kind!r}")
+    raise ValueError(f"init must be one of {INIT_KINDS}, got {kind!r}")
 
 
 def first_reaching(losses: list[float], target: float) -> int | None:

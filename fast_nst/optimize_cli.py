@@ -88,7 +88,7 @@ def run(cfg: DictConfig) -> Path:
                 bar.console.print(f"iter {k:5d}/{cfg.iterations}  {text}")
             if cfg.save_every and k and k % cfg.save_every == 0 and k < cfg.iterations:
                 snap = output.with_name(f"{output.stem}_iter{k:04d}{output.suffix}")
-                save_image_atomic(tensor_to_pil(finish(img)), snap)
+                save_image_atomic(tensor_to_pil(finish(img.clamp(0, 1))), snap)
 
         result = optimize_pixels(objective, init, optimizer=cfg.optimizer, iterations=cfg.iterations,
                                  lr=cfg.lr, lr_step=cfg.lr_step, lr_gamma=cfg.lr_gamma, callback=callback)

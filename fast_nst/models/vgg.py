@@ -32,6 +32,11 @@ class VGGEncoder(nn.Module):
 
     Input: RGB in [0, 1]; ImageNet normalisation happens inside, so every caller agrees on it.
     `forward` returns {layer name: activation} for `layers` only.
+
+    `padding="zeros"` with floor pooling is torchvision's VGG. `padding="reflect"` with
+    `ceil_mode=True` is the normalised VGG19 as the AdaIN decoder was trained against it
+    (Huang & Belongie's Torch code: reflection padding, ceil-mode max pooling); the weights
+    are the same, only the borders differ.
     """
 
     def __init__(
@@ -40,6 +45,8 @@ class VGGEncoder(nn.Module):
         arch: str = "vgg16",
         weights: str | os.PathLike | None = "oxford",
         pooling: str = "max",
+        padding: str = "zeros",
+        ceil_mode: bool = False,
     ):
         super().__init__()
         names = layer_names(arch)
@@ -49,19 +56,21 @@ class VGGEncoder(nn.Module):
             raise ValueError(f"unknown {arch} layers {unknown or '(none given)'}; choose from {names}")
         if pooling not in ("max", "avg"):
             raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
-        self.arch, self.pooling = arch, pooling
+        if padding not in ("zeros", "reflect"):
+            raise ValueError(f"padding must be 'zeros' or 'reflect', got {padding!r}")
+        self.arch, self.pooling, self.padding, self.ceil_mode = arch, pooling, padding, ceil_mode
         last = names.index(self.layers[-1])
         modules, cin = [], 3
         for name in names[: last + 1]:
             if name.startswith("conv"):
                 cout = CHANNELS[int(name[4]) - 1]
-                modules.append(nn.Conv2d(cin, cout, 3, padding=1))
+                modules.append(nn.Conv2d(cin, cout, 3, padding=1, padding_mode=padding))
                 cin = cout
             elif name.startswith("relu"):
                 modules.append(nn.ReLU(inplace=False))
             else:
                 pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
-                modules.append(pool(2, 2))
+                modules.append(pool(2, 2, ceil_mode=ceil_mode))
         self.features = nn.Sequential(*modules)
         self._names = names[: last + 1]
         self.weights_source = "random"

