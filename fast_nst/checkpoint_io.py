@@ -1,0 +1,51 @@
+"""Lightning checkpoints written under a temporary name in their own folder, then renamed.
+
+Lightning's own writer (TorchCheckpointIO, through fsspec) writes a local checkpoint to a
+temporary file in the system temp folder and then *moves* it into place; when the temp folder is
+on another file system (tmpfs /tmp, a node-local disk next to a network checkpoint folder) that
+move is a copy, and a kill or crash during the copy leaves a torn `last.ckpt` that
+`ckpt_path=last` cannot load. Here the temporary file sits beside the target, is flushed to disk,
+and `os.replace` swaps it in: `last.ckpt` is always a whole checkpoint, the old or the new one.
+
+Wired in conf/trainer/default.yaml (`plugins`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from fast_nst.images import atomic_write
+
+_STARTED = time.time()  # temp files older than this process were left by a killed earlier one
+
+
+def _save_durably(checkpoint: dict[str, Any], tmp: Path) -> None:
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())  # the data reaches the disk before the name points at it
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """TorchCheckpointIO for local paths whose saves are atomic (see the module docstring).
+    Loading and removing are Lightning's own."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options (local files only)")
+        if "://" in str(path):  # remote storage: fsspec's own transaction is the tool there
+            return super().save_checkpoint(checkpoint, path)
+        path = Path(path)
+        atomic_write(path, lambda tmp: _save_durably(checkpoint, tmp))
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            try:
+                if stale.stat().st_mtime < _STARTED:
+                    stale.unlink()
+            except FileNotFoundError:
+                pass
