@@ -536,7 +536,9 @@ def main(argv: list[str] | None = None) -> dict:
     print_tables(res)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
+    from fast_nst.images import atomic_write
+
+    atomic_write(out, lambda tmp: tmp.write_text(json.dumps(res, indent=1)))
     print(f"\nwrote {out} ({res['wall_s']:.0f} s)")
     return res
 

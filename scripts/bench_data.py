@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fast_nst.data import DECODERS, loader_throughput  # noqa: E402
-from fast_nst.images import list_images  # noqa: E402
+from fast_nst.images import atomic_write, list_images  # noqa: E402
 
 
 def default_roots() -> list[Path]:
@@ -58,7 +58,7 @@ def main() -> None:
                 rows.append(r)
                 print(f"{str(root)[-34:]:<34} {dec:<12} {workers:>7} {r['images_per_s']:>9.1f}", flush=True)
     if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=2))
+        atomic_write(a.json, lambda tmp: tmp.write_text(json.dumps(rows, indent=2)))
 
 
 if __name__ == "__main__":
