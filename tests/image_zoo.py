@@ -168,6 +168,11 @@ def make_zoo(folder: Path, size: int = 64) -> list[Specimen]:
     exif[0x0112] = 6
     add(Specimen("exif_rotated.jpg", "EXIF orientation 6 (stored sideways)", True, truth=base, tolerance=8),
         lambda p: p.write_bytes(_jpeg_bytes(stored, exif=exif)))
+    # an EXIF block that ends early and names orientation 9 (there are 8): the pixels stand as stored
+    bad_exif = b"Exif\0\0II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x09\0\0\0"
+    app1 = b"\xff\xe1" + struct.pack(">H", len(bad_exif) + 2) + bad_exif
+    add(Specimen("broken_exif.jpg", "a truncated EXIF block with an invalid orientation", True, truth=base,
+                 tolerance=8), lambda p: p.write_bytes(jpeg[:2] + app1 + jpeg[2:]))
     frames = [quadrants(W, H, QUADRANTS[i:] + QUADRANTS[:i]) for i in range(3)]
     add(Specimen("animated.gif", "animated GIF, 3 frames (the first is used)", True, truth=frames[0],
                  tolerance=3),

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -30,6 +31,7 @@ def test_sampler_shards_are_disjoint_equal_and_resume_per_rank():
     assert loader.sampler.epoch == 3 and loader.sampler.start == 8
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_train_shard_and_export(tmp_path, photos_dir, vgg16_weights):
     ckpts, run, rec = tmp_path / "ck", tmp_path / "run", tmp_path / "rec"
     env = dict(os.environ, PYTHONUNBUFFERED="1", WANDB_MODE="offline", FAST_NST_RECORD_SAMPLES=str(rec))
