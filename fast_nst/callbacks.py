@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from fast_nst.errors import NonFiniteLossError
 from fast_nst.export import export_network
 
 log = logging.getLogger("fast_nst")
 
 
 class ExportCallback(pl.Callback):
-    """Writes `<dir>/<name>.safetensors` on rank zero at the end of fit (also after Ctrl-C, so an
+    """Writes `<dir>/<name>.safetensors` on rank zero at the end of fit (also after Ctrl-C, and
+    after NonFiniteLossGuard stopped a run whose weights are still the last good ones, so an
     interrupted run still leaves a usable model) and logs it as a W&B artifact when W&B is on."""
 
     def __init__(self, dir: str = "checkpoints", name: str = "model", log_artifact: bool = True):
@@ -46,5 +48,6 @@ class ExportCallback(pl.Callback):
         self._export(trainer, module)
 
     def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt):
+        if isinstance(exception, KeyboardInterrupt) or (
+                isinstance(exception, NonFiniteLossError) and exception.weights_finite):
             self._export(trainer, module)

@@ -73,6 +73,7 @@ class StyleTransferModule(pl.LightningModule):
         self.vgg_source = encoder.weights_source
         self.strict_loading = False  # checkpoints omit the frozen VGG
         self._val_grid: torch.Tensor | None = None
+        self.last_terms: dict[str, torch.Tensor] = {}
 
     # -- checkpoint size: drop the frozen VGG (tens of MB) ------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -95,6 +96,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         _, terms = self._step(batch, "train")
+        self.last_terms = {k: v.detach() for k, v in terms.items()}  # named by NonFiniteLossGuard
         return terms["loss"]
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
