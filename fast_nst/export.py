@@ -15,6 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from fast_nst.errors import ConfigError
 from fast_nst.images import atomic_write
 from fast_nst.models.transformer import TransformerNet
 
@@ -43,16 +44,33 @@ def export_network(net: TransformerNet, path: str | os.PathLike, *, style: dict 
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
+def _is_pickle(path: Path) -> bool:
+    """torch.save writes a zip (starts with PK) or, in its legacy format, a raw pickle (protocol
+    2+ starts with 0x80). A safetensors file starts with an 8-byte header length, then its JSON
+    header's `{`, which tells it apart even when the length's bytes look like either."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return head[8:9] != b"{" and (head[:2] == b"PK" or head[:1] == b"\x80")
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
+    if _is_pickle(path):
+        raise ConfigError(f"{path}: a PyTorch pickle (a Lightning .ckpt or torch.save file), refused unread: "
+                         "unpickling a file can run arbitrary code, so fast_nst only loads .safetensors "
+                         "exports (written by train.py at the end of training, to checkpoints/<style>.safetensors). "
+                         "To resume training from a .ckpt, give it to train.py as ckpt_path=")
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
     except Exception as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); was the export interrupted? "
+        raise ConfigError(f"{path}: not a readable safetensors file ({e}); was the export interrupted? "
                          "Re-export it or point ckpt= at another file") from e
     if raw.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a fast_nst export (format={raw.get('format')!r}, "
+        raise ConfigError(f"{path}: not a fast_nst export (format={raw.get('format')!r}, "
                          f"expected {FORMAT!r}). Lightning .ckpt files are for resuming; "
                          "stylize with the exported .safetensors")
     out: dict[str, Any] = dict(raw)
