@@ -28,6 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from fast_nst.errors import ConfigError, MissingPathError
 from fast_nst.images import (IMAGE_EXTENSIONS, WHITE, ImageError, ImageHeader, list_images, load_rgb,
                              pil_to_tensor, read_header, resolve_path)
 
@@ -370,8 +371,8 @@ class PhotoDataModule(pl.LightningDataModule):
                         what, folder, describe_skips([(str(p), r) for p, r in bad]))
         return good
 
-    def _nothing_usable(self, key: str, folder: Path, found: int) -> ValueError:
-        return ValueError(
+    def _nothing_usable(self, key: str, folder: Path, found: int) -> ConfigError:
+        return ConfigError(
             f"{key}: none of the {found} image files under {folder} is usable:\n"
             f"{describe_skips(self.skip_log.reasons)}\nFix or remove them, or point {key} at "
             "another folder")
@@ -382,13 +383,13 @@ class PhotoDataModule(pl.LightningDataModule):
         hp = self.hparams
         root = resolve_path(hp.root)
         if not root.exists():
-            raise FileNotFoundError(
+            raise MissingPathError(
                 f"data.root={hp.root}: folder not found (looked in {root}). Point data.root at a "
                 "folder of photos, or use data=coco after scripts/download_coco.py")
         self.skip_log = SkipLog()
         found = list_images(root)
         if not found:
-            raise ValueError(f"data.root={hp.root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) "
+            raise ConfigError(f"data.root={hp.root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) "
                              f"under {root} (searched recursively); point data.root at a folder of photos")
         files = self._usable(found, "training", root)
         if not files:
@@ -406,7 +407,7 @@ class PhotoDataModule(pl.LightningDataModule):
             train = [files[i] for i in sorted(order[k:])]
         if len(train) < (hp.batch_size if hp.drop_last else 1):
             skipped = f" ({len(self.skipped)} unusable files skipped)" if self.skipped else ""
-            raise ValueError(f"data.root={hp.root}: found {len(train)} usable training images{skipped}, "
+            raise ConfigError(f"data.root={hp.root}: found {len(train)} usable training images{skipped}, "
                              f"fewer than data.batch_size={hp.batch_size}; add photos or lower the batch size")
         make = lambda fs: PhotoDataset(fs, hp.image_size, hp.decoder, hp.min_image_size, self.skip_log)  # noqa: E731
         self.train_set = make(train)

@@ -23,3 +23,7 @@ class NonFiniteLossError(FastNSTError):
     def __init__(self, message: str, weights_finite: bool = True):
         super().__init__(message)
         self.weights_finite = weights_finite
+
+
+class MissingPathError(ConfigError, FileNotFoundError):
+    """A file or folder named by an option does not exist: exit 2."""
