@@ -12,6 +12,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from fast_nst.errors import NonFiniteLossError
 from fast_nst.export import export_network
 
 log = logging.getLogger("fast_nst")
@@ -34,7 +35,8 @@ def machine_description(trainer: pl.Trainer) -> dict:
 
 
 class ExportCallback(pl.Callback):
-    """Writes `<dir>/<name>.safetensors` on rank zero at the end of fit (also after Ctrl-C, so an
+    """Writes `<dir>/<name>.safetensors` on rank zero at the end of fit (also after Ctrl-C, and
+    after NonFiniteLossGuard stopped a run whose weights are still the last good ones, so an
     interrupted run still leaves a usable model) and logs it as a W&B artifact when W&B is on.
 
     `model_card` (a dict the training entry fills: recipe, training photos, seed) goes into the
@@ -95,5 +97,6 @@ class ExportCallback(pl.Callback):
         self._export(trainer, module)
 
     def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt):
+        if isinstance(exception, KeyboardInterrupt) or (
+                isinstance(exception, NonFiniteLossError) and exception.weights_finite):
             self._export(trainer, module)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import random
 import time
 import warnings
@@ -27,11 +28,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from fast_nst.images import ImageError, list_images, open_image, pil_to_tensor, resolve_path, to_rgb
+from fast_nst.errors import ConfigError, MissingPathError
+from fast_nst.images import (IMAGE_EXTENSIONS, WHITE, ImageError, ImageHeader, list_images, load_rgb,
+                             pil_to_tensor, read_header, resolve_path)
 
 DECODERS = ("pil", "torchvision")
-# formats torchvision.io decodes; anything else (bmp, tiff, ppm, 16-bit PNG) goes through PIL
-_TV_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 log = logging.getLogger("fast_nst")
 
@@ -60,9 +61,22 @@ def _tv_decode(path: Path) -> torch.Tensor:
     with warnings.catch_warnings():  # torchvision 0.29 flags its image codecs as deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         x = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-    if x.dtype != torch.uint8:
-        raise ValueError(f"{path}: {x.dtype} image")  # 16-bit PNG: PIL's path rescales it
+    if x.dtype != torch.uint8 or x.dim() != 3:
+        raise ValueError(f"{path}: {x.dtype} image of shape {tuple(x.shape)}")
     return x
+
+
+def _torchvision_reads(h: ImageHeader) -> bool:
+    """Plain JPEG and WebP stills, which torchvision.io decodes to the same pixels as PIL.
+
+    Not PNG: torchvision 0.29's PNG decoder crashes the process (SIGSEGV, not an exception) on a
+    PNG whose compressed data is damaged, about a third of the damaged PNGs in our fuzzing, and a
+    crash in a DataLoader worker ends the run (JPEG and WebP: none in 1500 damaged files each).
+    Not alpha or animations either: its RGB mode drops alpha (showing whatever colour hides under
+    transparent pixels) and decodes every frame. Those, palettes, 16-bit and the other formats go
+    through PIL."""
+    return (h.format in ("JPEG", "WEBP") and h.mode in ("RGB", "L", "CMYK")
+            and not h.transparency and h.frames == 1)
 
 
 def tv_resize_crop(x: torch.Tensor, size: int, rng: random.Random | None) -> torch.Tensor:
@@ -74,39 +88,87 @@ def tv_resize_crop(x: torch.Tensor, size: int, rng: random.Random | None) -> tor
     return x[:, cy:cy + size, cx:cx + size]
 
 
-def load_crop(path: Path, size: int, seed: int | None, decoder: str = "pil") -> torch.Tensor:
-    """One training/validation crop as float (3, size, size) in [0, 1]; ImageError if unreadable.
+def load_crop(path: Path, size: int, seed: int | None, decoder: str = "pil",
+              min_size: int = 1) -> torch.Tensor:
+    """One training/validation crop as float (3, size, size) in [0, 1]; ImageError if unusable.
 
-    With decoder="torchvision", files it cannot decode (other formats, 16-bit, corrupt) fall back
-    to PIL, which either reads them or raises the ImageError that names the problem.
+    The header is checked first (readable, a supported format, not a decompression bomb, short
+    side >= `min_size`), so no decoder ever allocates a bomb's pixels. The picture is the one a
+    viewer shows: EXIF rotation applied, transparency over white, 16-bit scaled by 65535, CMYK and
+    palettes in RGB, the first frame of an animation. With decoder="torchvision", plain 8-bit
+    JPEG/WebP stills go through torchvision.io and everything else, or anything it fails on,
+    through PIL.
     """
-    if decoder == "torchvision" and path.suffix.lower() in _TV_SUFFIXES:
+    header = read_header(path, min_size)
+    if decoder == "torchvision" and _torchvision_reads(header):
         try:
-            x = tv_resize_crop(_tv_decode(path), size, random.Random(seed) if seed is not None else None)
+            x = tv_resize_crop(_tv_decode(header.path), size, random.Random(seed) if seed is not None else None)
             return x.float().div_(255.0)
         except (RuntimeError, ValueError, OSError):
-            pass
+            pass  # PIL either reads it or raises the ImageError that names the problem
     rng = random.Random(seed) if seed is not None else None
-    return pil_to_tensor(resize_crop(to_rgb(open_image(path)), size, rng))
+    return pil_to_tensor(resize_crop(load_rgb(header.path, background=WHITE), size, rng))
+
+
+class SkipLog:
+    """Unusable image files met so far, {path: reason}. DataLoader worker processes send what they
+    find over a queue (made with the default start method, the one DataLoader uses); `collect()`
+    in the main process gathers it, and is cheap enough to call after every batch."""
+
+    def __init__(self):
+        self._reasons: dict[str, str] = {}
+        self._pending: list[tuple[str, str]] = []  # found in this process
+        self._queue = torch.multiprocessing.Queue()
+
+    def record(self, path: Path | str, reason: str) -> None:
+        if torch.utils.data.get_worker_info() is None:
+            self._pending.append((str(path), reason))
+        else:
+            self._queue.put((str(path), reason))
+
+    def collect(self) -> list[tuple[str, str]]:
+        """Records not seen before, in arrival order (each file once, whichever process found it)."""
+        items, self._pending = self._pending, []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        new = []
+        for path, reason in items:
+            if path not in self._reasons:
+                self._reasons[path] = reason
+                new.append((path, reason))
+        return new
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """Every file recorded so far, from any process: {path: reason}."""
+        self.collect()
+        return dict(self._reasons)
 
 
 class PhotoDataset(Dataset):
     """Indexed by (file index, crop seed) pairs from `EpochSampler`; plain ints mean a centre crop.
 
-    An image that fails to decode is skipped: the next file stands in, and the file is named in a
-    warning (once per process), so one bad JPEG in 118k never stops a run. `decoder`: "pil" or
-    "torchvision" (see `load_crop`).
+    An unusable file (see `load_crop`) is skipped: the next file stands in (the same one every
+    time, so data order stays a function of the seed), the file is named in a warning once per
+    process and recorded in `skips`, so one bad JPEG in 118k never stops a run. `decoder`: "pil"
+    or "torchvision"; `min_size`: files with a shorter short side are unusable.
     """
 
-    def __init__(self, files: list[Path], image_size: int, decoder: str = "pil"):
+    def __init__(self, files: list[Path], image_size: int, decoder: str = "pil", min_size: int = 1,
+                 skips: SkipLog | None = None):
         if not files:
             raise ValueError("PhotoDataset got no files")
         if decoder not in DECODERS:
             raise ValueError(f"data.decoder must be one of {DECODERS}, got {decoder!r}")
         self.files, self.image_size, self.decoder = list(files), image_size, decoder
+        self.min_size, self.skips = min_size, skips
         self.bad: set[Path] = set()
         # FAST_NST_RECORD_SAMPLES=DIR: append "file-index crop-seed" per training item read to
-        # DIR/rank<R>.txt (tests check that DDP ranks read disjoint shards)
+        # DIR/rank<R>.txt (tests check that DDP ranks read disjoint shards and resumes re-read
+        # the same items)
         self._record = os.environ.get("FAST_NST_RECORD_SAMPLES")
 
     def __len__(self) -> int:
@@ -114,21 +176,26 @@ class PhotoDataset(Dataset):
 
     def __getitem__(self, key) -> torch.Tensor:
         idx, seed = key if isinstance(key, tuple) else (key, None)
+        last_error = None
         for attempt in range(len(self.files)):
             path = self.files[(idx + attempt) % len(self.files)]
             if path in self.bad:
                 continue
             try:
-                x = load_crop(path, self.image_size, seed, self.decoder)
+                x = load_crop(path, self.image_size, seed, self.decoder, self.min_size)
             except ImageError as e:
                 self.bad.add(path)
-                log.warning("skipping unreadable image (%d skipped so far in this process): %s",
-                            len(self.bad), e)
+                last_error = e
+                log.warning("skipping unusable image (%d so far in this process): %s", len(self.bad), e)
+                if self.skips is not None:
+                    self.skips.record(path, str(e))
                 continue
             if self._record and seed is not None:
                 self._write_record(idx, seed)
             return x
-        raise RuntimeError(f"none of the {len(self.files)} images could be read")
+        example = f" (the last: {last_error})" if last_error else ""
+        raise ImageError(f"none of the {len(self.files)} images of this set could be read{example}; "
+                         "check the photos under data.root")
 
     def _write_record(self, idx: int, seed: int) -> None:
         d = Path(self._record)
@@ -226,17 +293,31 @@ def loader_kwargs(num_workers: int, pin_memory: bool = True, persistent_workers:
     return kw
 
 
-def scan_images(files: list[Path]) -> tuple[list[Path], list[str]]:
-    """Header check of every file (cheap: PIL reads only the header). Returns (good, problems)."""
+def scan_images(files: list[Path], min_size: int = 1) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Header check of every file (`read_header`: PIL reads only the header, about a millisecond
+    a file). Returns (usable files, [(unusable file, reason)]). A truncated file passes: only
+    decoding finds it, and the loader then skips it."""
     good, bad = [], []
     for p in files:
         try:
-            with Image.open(p) as im:
-                im.size  # noqa: B018 - forces header parse
+            read_header(p, min_size)
             good.append(p)
-        except Exception as e:
-            bad.append(f"{p} ({type(e).__name__}: {e})")
+        except ImageError as e:
+            bad.append((p, str(e)))
     return good, bad
+
+
+# how many skipped files a log message names before it points to the full list
+NAMED_IN_LOG = 10
+
+
+def describe_skips(skips: list[tuple[str, str]] | dict[str, str], limit: int = NAMED_IN_LOG) -> str:
+    """One reason a line (each reason starts with its file's path), at most `limit` of them."""
+    items = list(skips.items() if isinstance(skips, dict) else skips)
+    lines = [f"  {reason}" for _, reason in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"  ... and {len(items) - limit} more")
+    return "\n".join(lines)
 
 
 class PhotoDataModule(pl.LightningDataModule):
@@ -245,6 +326,10 @@ class PhotoDataModule(pl.LightningDataModule):
 
     Every argument is required: the defaults and their comments live in conf/data/bundled.yaml
     (the other data configs extend it); build one with `hydra.utils.instantiate(cfg.data, seed=...)`.
+    Unusable files (unreadable, truncated, not an image, a decompression bomb, a short side under
+    `min_image_size`) are skipped and recorded in `skip_log`, whether the header check at start
+    (`check_images`) or the loader found them; `skipped` lists them as "path: reason".
+    `fast_nst.data_report.SkippedImagesReport` reports them per epoch and to the logger.
     """
 
     def __init__(
@@ -264,12 +349,36 @@ class PhotoDataModule(pl.LightningDataModule):
         drop_last: bool,
         prefetch_factor: int | None,
         decoder: str,
+        min_image_size: int,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.train_set: PhotoDataset | None = None
         self.val_set: PhotoDataset | None = None
-        self.skipped: list[str] = []
+        self.skip_log: SkipLog | None = None
+
+    @property
+    def skipped(self) -> list[str]:
+        """Every unusable file met so far (at start and while loading), as its reason."""
+        return list(self.skip_log.reasons.values()) if self.skip_log is not None else []
+
+    def _usable(self, files: list[Path], what: str, folder: Path) -> list[Path]:
+        """`files` less those whose header is unusable (recorded and logged) when check_images."""
+        if not self.hparams.check_images:
+            return files
+        good, bad = scan_images(files, self.hparams.min_image_size)
+        for path, reason in bad:
+            self.skip_log.record(path, reason)
+        if bad:
+            log.warning("skipping %d of %d %s image files under %s (unusable):\n%s", len(bad), len(files),
+                        what, folder, describe_skips([(str(p), r) for p, r in bad]))
+        return good
+
+    def _nothing_usable(self, key: str, folder: Path, found: int) -> ConfigError:
+        return ConfigError(
+            f"{key}: none of the {found} image files under {folder} is usable:\n"
+            f"{describe_skips(self.skip_log.reasons)}\nFix or remove them, or point {key} at "
+            "another folder")
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -277,17 +386,22 @@ class PhotoDataModule(pl.LightningDataModule):
         hp = self.hparams
         root = resolve_path(hp.root)
         if not root.exists():
-            raise FileNotFoundError(
+            raise MissingPathError(
                 f"data.root={hp.root}: folder not found (looked in {root}). Point data.root at a "
                 "folder of photos, or use data=coco after scripts/download_coco.py")
-        files = list_images(root)
-        if hp.check_images:
-            files, self.skipped = scan_images(files)
-            if self.skipped:
-                log.warning("skipped %d unreadable image(s) under %s, e.g. %s",
-                            len(self.skipped), root, "; ".join(self.skipped[:3]))
+        self.skip_log = SkipLog()
+        found = list_images(root)
+        if not found:
+            raise ConfigError(f"data.root={hp.root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) "
+                             f"under {root} (searched recursively); point data.root at a folder of photos")
+        files = self._usable(found, "training", root)
+        if not files:
+            raise self._nothing_usable("data.root", root, len(found))
         if hp.val_root:
-            val = list_images(hp.val_root)
+            val_found = list_images(hp.val_root)
+            val = self._usable(val_found, "validation", resolve_path(hp.val_root))
+            if not val:
+                raise self._nothing_usable("data.val_root", resolve_path(hp.val_root), len(val_found))
             train = files
         else:
             order = torch.randperm(len(files), generator=torch.Generator().manual_seed(hp.seed)).tolist()
@@ -295,11 +409,22 @@ class PhotoDataModule(pl.LightningDataModule):
             val = sorted(files[i] for i in order[:k])
             train = [files[i] for i in sorted(order[k:])]
         if len(train) < (hp.batch_size if hp.drop_last else 1):
-            raise ValueError(f"data.root={hp.root}: found {len(train)} usable training images, "
-                             f"fewer than data.batch_size={hp.batch_size}")
-        self.train_set = PhotoDataset(train, hp.image_size, hp.decoder)
-        self.val_set = PhotoDataset(val, hp.image_size, hp.decoder) if val else None
+            skipped = f" ({len(self.skipped)} unusable files skipped)" if self.skipped else ""
+            raise ConfigError(f"data.root={hp.root}: found {len(train)} usable training images{skipped}, "
+                             f"fewer than data.batch_size={hp.batch_size}; add photos or lower the batch size")
+        make = lambda fs: PhotoDataset(fs, hp.image_size, hp.decoder, hp.min_image_size, self.skip_log)  # noqa: E731
+        self.train_set = make(train)
+        self.val_set = make(val) if val else None
+        self._require_one_readable(self.train_set, root, len(found))
         log.info("data: %d training and %d validation images from %s", len(train), len(val), root)
+
+    def _require_one_readable(self, ds: PhotoDataset, root: Path, found: int) -> None:
+        """Decode files until one works, so a folder of nothing usable fails here rather than at
+        the first batch, even when every header passed (truncated files; normally one decode)."""
+        try:
+            ds[0]
+        except ImageError:
+            raise self._nothing_usable("data.root", root, found) from None
 
     def _loader_kwargs(self) -> dict:
         return loader_kwargs(self.hparams.num_workers, self.hparams.pin_memory,

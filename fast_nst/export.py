@@ -32,6 +32,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from fast_nst.errors import ConfigError
 from fast_nst.images import atomic_write
 from fast_nst.paintings import Painting, locate_painting, thumbnail_b64
 
@@ -100,12 +101,29 @@ def _write(path: str | os.PathLike, tensors: dict[str, torch.Tensor], info: Expo
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
+def _is_pickle(path: Path) -> bool:
+    """torch.save writes a zip (starts with PK) or, in its legacy format, a raw pickle (protocol
+    2+ starts with 0x80). A safetensors file starts with an 8-byte header length, then its JSON
+    header's `{`, which tells it apart even when the length's bytes look like either."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return head[8:9] != b"{" and (head[:2] == b"PK" or head[:1] == b"\x80")
+
+
 def _raw_metadata(path: Path) -> dict[str, str]:
+    if _is_pickle(path):
+        raise ConfigError(f"{path}: a PyTorch pickle (a Lightning .ckpt or torch.save file), refused unread: "
+                         "unpickling a file can run arbitrary code, so fast_nst only loads .safetensors "
+                         "exports (written by train.py at the end of training, to checkpoints/<name>.safetensors). "
+                         "To resume training from a .ckpt, give it to train.py as ckpt_path=")
     try:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
     except Exception as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); was the export interrupted? "
+        raise ConfigError(f"{path}: not a readable safetensors file ({e}); was the export interrupted? "
                          "Re-export it or point ckpt= at another file") from e
 
 
@@ -126,8 +144,8 @@ def read_export(path: str | os.PathLike) -> ExportInfo:
         if fmt == FORMAT_V1:
             return _upgrade_v1(raw, path)
     except (KeyError, ValueError, TypeError) as e:
-        raise ValueError(f"{path}: {fmt} export with broken metadata ({type(e).__name__}: {e}); re-export it") from e
-    raise ValueError(f"{path}: not a fast_nst export (format={fmt!r}, expected {FORMAT!r} or {FORMAT_V1!r}). "
+        raise ConfigError(f"{path}: {fmt} export with broken metadata ({type(e).__name__}: {e}); re-export it") from e
+    raise ConfigError(f"{path}: not a fast_nst export (format={fmt!r}, expected {FORMAT!r} or {FORMAT_V1!r}). "
                      "Lightning .ckpt files are for resuming; stylize with the exported .safetensors")
 
 

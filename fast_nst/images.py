@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
+# The decoders PIL may use. Anything else is refused, whatever its name: some PIL plugins hand the
+# file to other programs (EPS runs Ghostscript) or read formats no photo comes in. (Camera JPEGs
+# with several pictures, MPO, open through the JPEG decoder; the first picture is the photo.)
+PIL_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "PPM", "GIF")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+WHITE = (255, 255, 255)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -29,36 +37,116 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return alt if alt.exists() else p
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open as RGB with EXIF orientation applied. Raises ImageError with a specific message."""
+def _existing_file(path: str | os.PathLike) -> Path:
     p = resolve_path(path)
     if not p.exists():
         raise ImageError(f"{p}: no such file")
     if p.is_dir():
         raise ImageError(f"{p}: is a directory, expected an image file")
+    if p.stat().st_size == 0:
+        raise ImageError(f"{p}: empty file (0 bytes); was a copy or download interrupted? Remove it")
+    return p
+
+
+def _open_lazy(p: Path) -> Image.Image:
+    """`Image.open` (header only) with the format allow-list. A picture over PIL's decompression-
+    bomb limit (2 x Image.MAX_IMAGE_PIXELS, 179 Mpx) is refused before any pixel is allocated;
+    under it PIL only warns, and 100 Mpx camera photos are real, so that warning is silenced."""
+    Image.init()  # registers every plugin, so the allow-list names known formats (once; cheap after)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(p, formats=PIL_FORMATS)
+        except Image.DecompressionBombError as e:
+            raise ImageError(f"{p}: too large to decode safely ({e}); downscale it or remove it") from e
+        except UnidentifiedImageError as e:
+            raise ImageError(f"{p}: not an image in a supported format ({', '.join(PIL_FORMATS)}); "
+                             "re-save it as JPEG/PNG or remove it") from e
+        except Exception as e:  # PIL raises many types for bad data
+            raise _decode_error(p, e) from e
+
+
+def _decode_error(p: Path, e: Exception) -> ImageError:
+    if "truncated" in str(e).lower():
+        return ImageError(f"{p}: truncated, the file ends before the image does ({e}); was a copy "
+                          "or download interrupted? Copy it again or remove it")
+    return ImageError(f"{p}: cannot decode the image data ({type(e).__name__}: {e}); the file is "
+                      "corrupt: re-save it as JPEG/PNG or remove it")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding the pixels."""
+    path: Path
+    format: str        # PIL's name: JPEG, PNG, WEBP, ...
+    mode: str          # PIL's mode before any conversion: RGB, L, LA, P, RGBA, CMYK, I;16, ...
+    width: int
+    height: int
+    frames: int        # > 1 for animated GIF / WebP / PNG
+    transparency: bool  # an alpha channel or a transparent palette entry / colour
+
+
+def read_header(path: str | os.PathLike, min_size: int = 1) -> ImageHeader:
+    """Header check, cheap enough for every file of a dataset. Raises ImageError for a missing,
+    empty, unreadable, unsupported or too large file, or one whose short side is under `min_size`."""
+    p = _existing_file(path)
+    with _open_lazy(p) as im:
+        h = ImageHeader(p, im.format, im.mode, im.width, im.height, getattr(im, "n_frames", 1),
+                        "A" in im.getbands() or "transparency" in im.info)
+    if min(h.width, h.height) < min_size:
+        raise ImageError(f"{p}: {h.width}x{h.height} px, smaller than the minimum of {min_size} px "
+                         "on the short side (data.min_image_size); remove it or lower the minimum")
+    return h
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Decode with EXIF orientation applied, in the file's own mode (the first frame of an
+    animation). Raises ImageError with a specific message."""
+    p = _existing_file(path)
+    im = _open_lazy(p)
     try:
-        with Image.open(p) as im:
-            im = ImageOps.exif_transpose(im)
+        with im:  # closes the file; the pixels live on in the copy returned
             im.load()
+            try:
+                return ImageOps.exif_transpose(im)  # a rotated copy, or a plain copy
+            except Exception:  # a broken EXIF block: the pixels are fine, show them as stored
+                return im.copy()
     except Exception as e:  # PIL raises many types for bad data
-        raise ImageError(f"{p}: cannot read as an image ({type(e).__name__}: {e}); "
-                         "re-save it as JPEG/PNG or remove it") from e
-    return im
+        raise _decode_error(p, e) from e
 
 
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Flatten any mode (grayscale, palette, RGBA, 16-bit) to RGB; alpha is handled by callers."""
+def to_rgb(im: Image.Image, background: tuple[int, int, int] | None = None) -> Image.Image:
+    """Any mode (grayscale, palette, CMYK, 16-bit, with alpha) as 8-bit RGB.
+
+    16-bit images are scaled by 65535 (full scale), never by their own maximum, so a dark photo
+    stays dark. Transparency: with `background` the picture is composited over that colour (what
+    a viewer shows); without, alpha is dropped and the stored colours kept (the Stylizer puts the
+    alpha back on its output).
+    """
+    if im.mode in SIXTEEN_BIT_MODES:
+        arr = np.asarray(im, dtype=np.float64)
+        arr = np.clip(np.rint(arr * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        im = Image.fromarray(arr)  # mode L
+    if background is not None and ("A" in im.getbands() or "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGB", im.size, background)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
     if im.mode == "RGB":
         return im
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.float32)
-        arr = arr / max(arr.max(), 1.0) * 255.0
-        im = Image.fromarray(arr.astype(np.uint8))
     return im.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike, max_size: int | None = None) -> Image.Image:
-    im = to_rgb(open_image(path))
+def load_rgb(path: str | os.PathLike, max_size: int | None = None,
+             background: tuple[int, int, int] = WHITE) -> Image.Image:
+    """The picture as a viewer shows it: EXIF-rotated, transparency over `background`, RGB.
+    Any failure, decoding or converting, is an ImageError naming the file."""
+    im = open_image(path)
+    try:
+        im = to_rgb(im, background)
+    except Exception as e:
+        raise ImageError(f"{resolve_path(path)}: cannot convert mode {im.mode} to RGB "
+                         f"({type(e).__name__}: {e}); re-save it as an 8-bit JPEG/PNG") from e
     return limit_size(im, max_size)
 
 

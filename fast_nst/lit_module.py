@@ -130,6 +130,7 @@ class StyleTransferModule(pl.LightningModule):
         self._val_labels: list[str] = []
         self._painting_sums: torch.Tensor | None = None  # per-painting style terms since the last log
         self._painting_counts: torch.Tensor | None = None
+        self.last_terms: dict[str, torch.Tensor] = {}
 
     @classmethod
     def from_config(cls, cfg: DictConfig, paintings: list[Painting] | None = None) -> "StyleTransferModule":
@@ -176,6 +177,7 @@ class StyleTransferModule(pl.LightningModule):
         bs = photos.shape[0]
         idx = self._draw_styles(bs)
         _, terms = self.net.training_step(self.criterion, batch, idx, forward=self._net_fn)
+        self.last_terms = {k: v.detach() for k, v in terms.items()}  # named by NonFiniteLossGuard
         self._log_terms(terms, "train", bs, prog_bar=True)
         per_image = terms.get("style_per_image")
         if per_image is not None and len(self.net.styles) > 1:

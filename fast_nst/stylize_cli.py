@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fast_nst.images import ImageError, IMAGE_EXTENSIONS, limit_size, list_images, open_image, save_image_atomic
+from fast_nst.errors import ConfigError, MissingPathError
 from fast_nst.stylizer import Stylizer
+from fast_nst.validate import validate_stylize
 
 console = Console(stderr=True)
 
@@ -26,7 +28,7 @@ def collect_inputs(spec: str) -> tuple[list[Path], Path | None]:
         files = sorted(Path(f) for f in glob.glob(str(p), recursive=True)
                        if Path(f).suffix.lower() in IMAGE_EXTENSIONS and Path(f).is_file())
         return files, None
-    raise FileNotFoundError(f"input={spec}: no such file or folder")
+    raise MissingPathError(f"input={spec}: no such file or folder")
 
 
 def plan_outputs(files: list[Path], base: Path | None, output: str | None, style: str) -> list[Path]:
@@ -34,7 +36,7 @@ def plan_outputs(files: list[Path], base: Path | None, output: str | None, style
         return [Path(output)]
     out_dir = Path(output) if output else Path("stylized") / style
     if out_dir.suffix.lower() in IMAGE_EXTENSIONS:
-        raise ValueError(f"output={output} names one file but input has {len(files)} images; "
+        raise ConfigError(f"output={output} names one file but input has {len(files)} images; "
                          "give a folder instead")
     outs, seen = [], set()
     for f in files:
@@ -78,11 +80,12 @@ def style_runs(cfg, stylizer: Stylizer) -> list[tuple[str, dict]]:
 
 def run(cfg) -> int:
     """Returns the number of inputs that failed."""
+    validate_stylize(cfg)
     stylizer = Stylizer.load(cfg.ckpt, device=cfg.device, half=cfg.half, channels_last=cfg.channels_last)
     runs = style_runs(cfg, stylizer)
     files, base = collect_inputs(str(cfg.input))
     if not files:
-        raise FileNotFoundError(f"input={cfg.input}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+        raise MissingPathError(f"input={cfg.input}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
     failed = 0
     for label, style in runs:
         output = cfg.output
@@ -119,11 +122,21 @@ def _stylize_files(cfg, stylizer: Stylizer, files: list[Path], base: Path | None
                     console.print(f"[red]skip[/] {e}")
                     progress.advance(task)
             for group in by_size.values():
-                results = stylizer.stylize_batch([im for im, _ in group], strength=cfg.strength, **style)
+                try:
+                    results = stylizer.stylize_batch([im for im, _ in group], strength=cfg.strength, **style)
+                except RuntimeError as e:  # e.g. out of memory: these inputs fail, the others go on
+                    results = [e] * len(group)
                 for res, (_, o) in zip(results, group):
-                    save_image_atomic(res, o, **({"quality": cfg.quality} if o.suffix.lower() in (".jpg", ".jpeg") else {}))
-                    if len(todo) == 1:
-                        console.print(f"wrote {o} ({res.width}x{res.height})")
+                    try:
+                        if isinstance(res, Exception):
+                            raise res
+                        save_image_atomic(res, o, **({"quality": cfg.quality} if o.suffix.lower() in (".jpg", ".jpeg") else {}))
+                        if len(todo) == 1:
+                            console.print(f"wrote {o} ({res.width}x{res.height})")
+                    except (RuntimeError, OSError) as e:
+                        reason = f"{o}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+                        failed.append(reason)
+                        console.print(f"[red]failed[/] {reason}")
                     progress.advance(task)
     done = len(todo) - len(failed)
     if len(todo) > 1:

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from fast_nst.export import ExportInfo, load_network
+from fast_nst.errors import MissingPathError
 from fast_nst.images import ImageError, limit_size, open_image, pil_to_tensor, tensor_to_pil, to_rgb
 from fast_nst.kinds.base import StyleNetwork, check_strength
 
@@ -49,7 +50,7 @@ def find_checkpoint(ckpt: str | os.PathLike, search: list[Path] | None = None) -
             if cand.is_file():
                 return cand
     avail = sorted({f.stem for d in dirs if d.is_dir() for f in d.glob("*.safetensors")})
-    raise FileNotFoundError(f"ckpt={ckpt}: no such file and no '{ckpt}.safetensors' in "
+    raise MissingPathError(f"ckpt={ckpt}: no such file and no '{ckpt}.safetensors' in "
                             f"{', '.join(str(d) for d in dirs)}. Available: {avail or 'none'}; "
                             "train one with: python train.py style=<name>")
 

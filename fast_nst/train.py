@@ -11,8 +11,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fast_nst.callbacks import ExportCallback
+from fast_nst.errors import MissingPathError
 from fast_nst.lit_module import StyleTransferModule
 from fast_nst.paintings import Painting, training_paintings
+from fast_nst.validate import validate_train
 
 log = logging.getLogger("fast_nst")
 
@@ -27,10 +29,10 @@ def resolve_resume(ckpt_path: str | None, callbacks: list) -> str | None:
         for d in dirs:
             if (d / "last.ckpt").is_file():
                 return str(d / "last.ckpt")
-        raise FileNotFoundError(f"ckpt_path=last: no last.ckpt in {[str(d) for d in dirs]}; "
+        raise MissingPathError(f"ckpt_path=last: no last.ckpt in {[str(d) for d in dirs]}; "
                                 "nothing to resume for this run name (start without ckpt_path)")
     if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+        raise MissingPathError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     return ckpt_path
 
 
@@ -94,6 +96,7 @@ def model_card_of_run(cfg: DictConfig) -> dict:
 def train(cfg: DictConfig) -> dict:
     """Fit and export. Under DDP every process runs this; only global rank zero writes the export
     and logs, so on other ranks `export` is None (`rank` says which process returned)."""
+    validate_train(cfg)  # bad options fail here, before the VGG, the data scan or the model
     logging.getLogger("fast_nst").setLevel(logging.INFO)
     _quiet_known_warnings()
     pl.seed_everything(cfg.seed, workers=True)

@@ -3,8 +3,9 @@
 profiles side by side (and pytorch/examples' fast_neural_style with --examples), with the loss
 after the same steps, achieved GFLOPS and the fraction of a peak measured in the same run.
 
-    python scripts/bench.py                                   # full run (CPU: ~10 min)
-    python scripts/bench.py --examples /work/examples_fns     # + pytorch/examples side by side
+    python scripts/bench.py                                   # full run (CPU: ~10 min), bundled photos
+    python scripts/bench.py --photos ~/photos --vgg-weights vgg16.safetensors   # your photos, a local VGG copy
+    python scripts/bench.py --examples DIR                    # + pytorch/examples side by side
     python scripts/bench.py --quick                           # smoke test, tiny sizes (<1 min)
 
 --examples DIR is a folder holding pytorch/examples' fast_neural_style/neural_style/*.py
@@ -36,7 +37,6 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from fast_nst.images import atomic_write  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
 
 # Profiles: overrides of conf/ (perf group, data, trainer precision) and inference settings.
 # `plain` is what a straightforward implementation does; `fast` is the project default.
@@ -252,13 +252,13 @@ def bench_train_examples(args, device: torch.device, size: int) -> dict:
         ex_utils = importlib.import_module("utils")
     finally:
         sys.path.pop(0)
-    from safetensors.torch import load_file
+    from fast_nst.models.weights import load_vgg_state_dict
 
     orig_vgg16 = torchvision.models.vgg16
 
-    def vgg16_shared(*a, weights=None, **kw):
+    def vgg16_given(*a, weights=None, **kw):
         m = orig_vgg16(weights=None)
-        sd = {k: v.float() for k, v in load_file(args.vgg_weights).items()}
+        sd, _ = load_vgg_state_dict("vgg16", args.vgg_weights)  # any loss_net.weights source
         missing, unexpected = m.load_state_dict(sd, strict=False)
         assert not unexpected and all(k.startswith("classifier") for k in missing), (missing, unexpected)
         return m
@@ -292,7 +292,7 @@ def bench_train_examples(args, device: torch.device, size: int) -> dict:
                         style_weight=1e10, log_interval=10**9, checkpoint_model_dir=None,
                         save_model_dir=str(tmp / "models"), accel=device.type == "cuda")
     os.makedirs(ex_args.save_model_dir, exist_ok=True)
-    torchvision.models.vgg16 = vgg16_shared
+    torchvision.models.vgg16 = vgg16_given
     ns.DataLoader = TimedLoader
     try:
         with PeakMemory(device) as mem:
@@ -461,16 +461,6 @@ def add_ratios(train: list[dict], infer: list[dict]) -> None:
             r[f"speedup_vs_{tag}"] = b["median_s"] / r["median_s"] if b and r.get("median_s") else None
 
 
-def default_photos() -> str:
-    bsds = SHARED / "data" / "photos" / "bsds500"
-    return str(bsds if bsds.is_dir() else ROOT / "assets" / "photos")
-
-
-def default_weights() -> str:
-    f = SHARED / "weights" / "vgg16_features.safetensors"
-    return str(f) if f.is_file() else "oxford"
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="outputs/bench.json", help="JSON results (default: %(default)s)")
@@ -486,9 +476,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--budget", type=float, default=15.0,
                    help="stop repeating an inference size after this many seconds (>= 2 reps) (default: %(default)s)")
     p.add_argument("--model", default="johnson", help="conf/model option (default: %(default)s)")
-    p.add_argument("--photos", default=default_photos(), help="training photos (default: %(default)s)")
+    p.add_argument("--photos", default=str(ROOT / "assets" / "photos"),
+                   help="training photos, a folder (default: the bundled photos)")
     p.add_argument("--style", default=str(ROOT / "assets" / "styles" / "starry_night.jpg"))
-    p.add_argument("--vgg-weights", default=default_weights(), help="loss_net.weights (default: %(default)s)")
+    p.add_argument("--vgg-weights", default="oxford",
+                   help="loss_net.weights: oxford, torchvision or a .safetensors file (default: %(default)s)")
     p.add_argument("--examples", default=None, metavar="DIR",
                    help="folder with pytorch/examples' fast_neural_style/neural_style/*.py; omitted: 'not run'")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")

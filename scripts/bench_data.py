@@ -1,6 +1,6 @@
 """Training-loader throughput (images/s): PIL vs torchvision.io decoding, with 0 and 2 workers.
 
-    python scripts/bench_data.py                      # shared BSDS500 photos if present, else bundled
+    python scripts/bench_data.py                      # the bundled photos
     python scripts/bench_data.py --root ~/coco/train2014 --size 256 --workers 0 2 4 --json out.json
 
 Times decode + resize + random crop + collate only (no model), after a warm-up that absorbs
@@ -21,17 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fast_nst.data import DECODERS, loader_throughput  # noqa: E402
-from fast_nst.images import list_images  # noqa: E402
+from fast_nst.images import atomic_write, list_images  # noqa: E402
 
 
 def default_roots() -> list[Path]:
-    shared = ROOT.parent / "shared" / "data" / "photos" / "bsds500" / "train"
-    return [p for p in (shared, ROOT / "assets" / "photos") if p.is_dir()]
+    return [ROOT / "assets" / "photos"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", action="append", help="image folder (repeatable); default: BSDS500 + bundled")
+    ap.add_argument("--root", action="append", help="image folder (repeatable); default: the bundled photos")
     ap.add_argument("--size", type=int, default=256, help="crop size (px)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--images", type=int, default=96, help="images timed per row (after warm-up)")
@@ -59,7 +58,7 @@ def main() -> None:
                 rows.append(r)
                 print(f"{str(root)[-34:]:<34} {dec:<12} {workers:>7} {r['images_per_s']:>9.1f}", flush=True)
     if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=2))
+        atomic_write(a.json, lambda tmp: tmp.write_text(json.dumps(rows, indent=2)))
 
 
 if __name__ == "__main__":

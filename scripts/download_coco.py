@@ -21,6 +21,9 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fast_nst.images import atomic_write  # noqa: E402
+
 BASE = "http://images.cocodataset.org/zips/"
 SPLITS = {"train2014": 82783, "val2014": 40504, "train2017": 118287, "val2017": 5000}
 
@@ -70,7 +73,7 @@ def main(argv=None) -> int:
         return 0
     zpath = download(BASE + f"{a.split}.zip", dest / f"{a.split}.zip")
     digest = sha256(zpath)
-    (dest / f"{a.split}.zip.sha256").write_text(f"{digest}  {zpath.name}\n")
+    atomic_write(dest / f"{a.split}.zip.sha256", lambda tmp: tmp.write_text(f"{digest}  {zpath.name}\n"))
     print(f"sha256 {digest}")
     if a.sha256 and digest != a.sha256.lower():
         print(f"error: {zpath} sha256 is {digest}, expected {a.sha256}; delete it and run again",

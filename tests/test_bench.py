@@ -2,12 +2,16 @@
 
 import json
 
+import pytest
+
 from conftest import run_script
 
 
-def test_bench_quick_writes_json(tmp_path):
+@pytest.mark.slow
+def test_bench_quick_writes_json(tmp_path, vgg16_weights):
     out = tmp_path / "bench.json"
-    r = run_script("scripts/bench.py", "--quick", "--device", "cpu", "--out", str(out), timeout=600)
+    r = run_script("scripts/bench.py", "--quick", "--device", "cpu", "--out", str(out),
+                   "--vgg-weights", vgg16_weights, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Training" in r.stdout and "Inference" in r.stdout and "not run" in r.stdout
     res = json.loads(out.read_text())

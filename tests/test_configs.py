@@ -63,6 +63,9 @@ def test_trainer_loggers_callbacks_and_data_instantiate(tmp_path):
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     assert trainer.max_steps == cfg.trainer.max_steps
+    from fast_nst.guards import NonFiniteLossGuard
+
+    assert any(isinstance(c, NonFiniteLossGuard) for c in trainer.callbacks)  # on by default
 
 
 def _compose_stylize(overrides):

@@ -1,14 +1,19 @@
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from conftest import data_module
-from fast_nst.data import EpochSampler, PhotoDataset
+from fast_nst.data import EpochSampler, PhotoDataset, load_crop
 
 
 def _make_photos(d, n=6, size=(80, 60)):
+    """Distinct photos with a diagonal gradient, so that different crops differ."""
+    w, h = size
+    ramp = np.add.outer(np.arange(h), np.arange(w)) * (200 / (w + h))
     for i in range(n):
-        Image.new("RGB", size, (i * 40, 100, 200 - i * 30)).save(d / f"p{i}.jpg")
+        arr = np.stack([ramp + i * 8, np.full_like(ramp, 100), 255 - ramp - i * 8], -1)
+        Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(d / f"p{i}.jpg", quality=95)
     return sorted(d.glob("*.jpg"))
 
 
@@ -68,6 +73,10 @@ def test_validation_split_is_fixed(tmp_path):
     a.setup("fit"), b.setup("fit")
     assert a.val_set.files == b.val_set.files
     assert not set(a.val_set.files) & set(a.train_set.files)
-    v1 = torch.stack([a.val_set[i] for i in range(2)])
-    v2 = torch.stack([a.val_set[i] for i in range(2)])
-    assert torch.equal(v1, v2)
+    # validation crops are centre crops: the same in every run, whatever the epoch or seed
+    va = torch.stack([a.val_set[i] for i in range(2)])
+    vb = torch.stack([b.val_set[i] for i in range(2)])
+    assert torch.equal(va, vb)
+    centre = load_crop(a.val_set.files[0], a.hparams.image_size, None, a.hparams.decoder)
+    assert torch.equal(va[0], centre)
+    assert not torch.equal(va[0], a.val_set[(0, 1)])  # a seeded (random) crop differs

@@ -2,6 +2,7 @@
 
 import random
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -68,8 +69,9 @@ def test_loader_kwargs_drop_options_that_need_workers_or_cuda():
 
 
 def test_datamodule_with_workers_gives_the_same_batches(tmp_path):
-    for i in range(6):
-        Image.new("RGB", (90, 70), (i * 40, 100, 200 - i * 30)).save(tmp_path / f"p{i}.jpg")
+    rng = np.random.default_rng(0)
+    for i in range(6):  # noise: a crop in another place, or another photo, gives other pixels
+        Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(tmp_path / f"p{i}.png")
     batches = []
     for workers in (0, 2):
         dm = data_module(root=str(tmp_path), image_size=32, batch_size=2, num_workers=workers,

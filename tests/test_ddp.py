@@ -1,11 +1,13 @@
 """Lightning DDP (`trainer=ddp`): 2 CPU processes over gloo train a few steps from train.py; each
 rank reads its own shard, only rank zero logs and exports, and the export is the usual file."""
 
+import csv
 import os
 import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -30,6 +32,7 @@ def test_sampler_shards_are_disjoint_equal_and_resume_per_rank():
     assert loader.sampler.epoch == 3 and loader.sampler.start == 8
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_train_shard_and_export(tmp_path, photos_dir, vgg16_weights):
     ckpts, run, rec = tmp_path / "ck", tmp_path / "run", tmp_path / "rec"
     env = dict(os.environ, PYTHONUNBUFFERED="1", WANDB_MODE="offline", FAST_NST_RECORD_SAMPLES=str(rec))
@@ -66,8 +69,10 @@ def test_ddp_two_cpu_processes_train_shard_and_export(tmp_path, photos_dir, vgg1
     # logs from rank zero only: one CSV run with every step, one sample grid per validation
     csvs = list(run.rglob("metrics.csv"))
     assert len(csvs) == 1
-    steps = {int(line.split(",")[1]) for line in csvs[0].read_text().splitlines()[1:] if line}
+    rows = list(csv.DictReader(open(csvs[0])))
+    steps = {int(r["step"]) for r in rows}
     assert max(steps) == 4  # steps 0..4 logged (5 optimisation steps)
+    assert [float(r["data/skipped_images"]) for r in rows if r.get("data/skipped_images")][-1] == 0
     assert [p.name for p in run.rglob("samples/*.png")] == ["step_0000003.png"]
 
     # resume state: per-rank batches of the last epoch plus the world size

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from conftest import CONF, ROOT, run_script, vgg_source
+from conftest import CONF, ROOT, run_script
 from fast_nst.gatys import (CAFFE_MEAN_PIXEL, GatysObjective, first_reaching, initial_image, luminance_image,
                             optimize_pixels, recolour, rgb_to_yiq, yiq_to_rgb)
 from fast_nst.images import load_rgb, pil_to_tensor
@@ -27,8 +27,8 @@ def _img(path, size=64):
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return VGGEncoder(C_LAYERS + S_LAYERS, arch="vgg16", weights=vgg_source("vgg16"), pooling="avg")
+def encoder(vgg16_weights):
+    return VGGEncoder(C_LAYERS + S_LAYERS, arch="vgg16", weights=vgg16_weights, pooling="avg")
 
 
 def _objective(encoder, content, styles, blend=None, style_weight=1.0):
@@ -79,14 +79,15 @@ def _chroma_error(img, content):
     return float((rgb_to_yiq(img)[:, 1:] - rgb_to_yiq(content)[:, 1:]).abs().mean())
 
 
-def test_preserve_color_keeps_the_content_chroma(tmp_path):
+@pytest.mark.slow
+def test_preserve_color_keeps_the_content_chroma(tmp_path, vgg19_weights):
     """Run optimize.py both ways and measure the IQ (chroma) distance to the photo."""
     errs = {}
     for preserve in ("false", "true"):
         out = tmp_path / f"out_{preserve}.png"
         r = run_script("optimize.py", f"content={PHOTO}", "style=starry_night", f"output={out}",
                        "image_size=64", "iterations=15", f"preserve_color={preserve}",
-                       f"loss_net.weights={vgg_source('vgg19')}", "log_every=5")
+                       f"loss_net.weights={vgg19_weights}", "log_every=5")
         assert r.returncode == 0, r.stderr[-3000:]
         img = pil_to_tensor(load_rgb(out)).unsqueeze(0)
         content = _img(PHOTO)
@@ -98,10 +99,11 @@ def test_preserve_color_keeps_the_content_chroma(tmp_path):
     assert errs["false"] > 3 * errs["true"], errs
 
 
-def test_optimize_cli_prints_a_falling_loss_and_saves_snapshots(tmp_path):
+@pytest.mark.slow
+def test_optimize_cli_prints_a_falling_loss_and_saves_snapshots(tmp_path, vgg19_weights):
     out = tmp_path / "cat.png"
     r = run_script("optimize.py", f"content={PHOTO}", f"style={SCREAM}", f"output={out}", "image_size=64",
-                   "iterations=20", "save_every=10", "log_every=10", f"loss_net.weights={vgg_source('vgg19')}")
+                   "iterations=20", "save_every=10", "log_every=10", f"loss_net.weights={vgg19_weights}")
     assert r.returncode == 0, r.stderr[-3000:]
     losses = [float(m) for m in re.findall(r"iter\s+\d+/20 .*loss (\S+)", r.stdout + r.stderr)]
     assert len(losses) == 3 and losses[-1] < losses[0], losses  # iterations 0, 10, 20
@@ -182,10 +184,11 @@ def test_first_reaching():
     assert first_reaching([5.0, 4.0], 1.0) is None
 
 
-def test_quality_script_on_the_shipped_model(tmp_path):
+@pytest.mark.slow
+def test_quality_script_on_the_shipped_model(tmp_path, vgg16_weights):
     r = run_script("scripts/quality.py", "ckpt=starry_night", f"photos={ROOT / 'assets' / 'photos'}",
                    "num_photos=2", "size=64", "iterations=12", "report_at=[5,10]", "init=[noise,content]",
-                   f"output={tmp_path}", f"vgg_weights={vgg_source('vgg16')}")
+                   f"output={tmp_path}", f"vgg_weights={vgg16_weights}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "equivalent L-BFGS iterations from noise: median" in r.stdout
     assert "equivalent L-BFGS iterations from content: median" in r.stdout

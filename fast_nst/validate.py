@@ -1,0 +1,92 @@
+"""Config checks that run before any slow work (VGG weights, data scan, model load): each bad
+value is reported at once as a ConfigError naming the option and what to do."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from fast_nst.errors import ConfigError
+from fast_nst.images import IMAGE_EXTENSIONS, PROJECT_ROOT, resolve_path
+
+
+def _get(cfg: DictConfig, key: str):
+    """The value at dotted `key`, None when absent; a required (???) value raises ConfigError."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if parent is None or leaf not in parent.keys():  # `in` is False for a ??? value
+        return None
+    if OmegaConf.is_missing(parent, leaf):
+        raise ConfigError(f"{key} is required: add {key}=... to the command line")
+    return parent[leaf]
+
+
+def _positive(cfg: DictConfig, key: str, allow_none: bool = False, integer: bool = True) -> list[str]:
+    v = _get(cfg, key)
+    if v is None and allow_none:
+        return []
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and (not integer or int(v) == v)
+    return [] if ok else [f"{key}={v}: must be a positive {'integer' if integer else 'number'}"
+                          + (" (or null)" if allow_none else "")]
+
+
+def _writable_dir(key: str, value) -> list[str]:
+    """The folder, or its nearest existing parent, must be a writable folder."""
+    p = Path(os.path.expanduser(str(value))).absolute()
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return [f"{key}={value}: {probe} is not a folder; choose a folder for {key}"]
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return [f"{key}={value}: {probe} is not writable; choose a folder you can write to with {key}=DIR"]
+    return []
+
+
+def _raise(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError(problems[0] if len(problems) == 1 else
+                          f"{len(problems)} config problems: " + "; ".join(problems))
+
+
+def bundled_styles() -> list[str]:
+    return sorted(f.stem for f in (PROJECT_ROOT / "conf" / "style").glob("*.yaml"))
+
+
+def validate_train(cfg: DictConfig) -> None:
+    problems: list[str] = []
+    image = _get(cfg, "style.image")
+    if image is not None and not resolve_path(image).is_file():
+        problems.append(f"style.image={image}: no such file; give a painting with style.image=PATH "
+                        f"(and style.name=NAME), or pick a bundled one: style={{{','.join(bundled_styles())}}}")
+    if OmegaConf.select(cfg, "data") is not None and "root" in cfg.data.keys() and _get(cfg, "data.root") is None:
+        problems.append("data.root is required: add data.root=DIR (a folder of photos, searched recursively)")
+    for key in ("data.root", "data.val_root"):
+        root = _get(cfg, key)
+        if root is None:
+            continue
+        p = resolve_path(root)
+        if not p.is_dir():
+            problems.append(f"{key}={root}: {'no such folder' if not p.exists() else 'not a folder'} "
+                            f"(looked in {p}); point {key} at a folder of photos")
+    problems += _positive(cfg, "data.image_size") + _positive(cfg, "data.batch_size")
+    problems += _positive(cfg, "trainer.max_steps") + _positive(cfg, "optim.lr", integer=False)
+    problems += _positive(cfg, "loss.style_size", allow_none=True)
+    if _get(cfg, "export.dir") is not None:
+        problems += _writable_dir("export.dir", cfg.export.dir)
+    _raise(problems)
+
+
+def validate_stylize(cfg: DictConfig) -> None:
+    _get(cfg, "ckpt"), _get(cfg, "input")  # required values first
+    problems = _positive(cfg, "max_size", allow_none=True) + _positive(cfg, "batch_size")
+    q = _get(cfg, "quality")
+    if q is not None and not (isinstance(q, int) and 1 <= q <= 100):
+        problems.append(f"quality={q}: JPEG quality must be an integer from 1 to 100")
+    out = _get(cfg, "output")
+    if out is not None:
+        folder = Path(str(out)).parent if Path(str(out)).suffix.lower() in IMAGE_EXTENSIONS else Path(str(out))
+        problems += _writable_dir("output", folder)
+    _raise(problems)
