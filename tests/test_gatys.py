@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import CONF, ROOT, run_script, vgg_source
-from fast_nst.gatys import (GatysObjective, first_reaching, luminance_image, optimize_pixels, recolour,
-                            rgb_to_yiq, yiq_to_rgb)
+from fast_nst.color import luminance_image, rgb_to_yiq, yiq_to_rgb
+from fast_nst.gatys import GatysObjective, first_reaching, optimize_pixels
 from fast_nst.images import load_rgb, pil_to_tensor
 from fast_nst.losses import PerceptualLoss
 from fast_nst.models.vgg import VGGEncoder
