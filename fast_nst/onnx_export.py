@@ -16,6 +16,7 @@ import contextlib
 import copy
 import io
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,54 @@ def _wrap_pad_and_crop(core, multiple: int, min_side: int):
     g.input.append(helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", 3, "height", "width"]))
     g.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", 3, "height", "width"]))
     return onnx.shape_inference.infer_shapes(core)
+
+
+def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration: list[torch.Tensor], *,
+                  reduce_range: bool = False) -> Path:
+    """Static int8 quantization of the convolutions of a fast_nst ONNX file (ONNX Runtime's
+    `quantize_static`): weights per output channel, activations uint8 with ranges from running the
+    `calibration` batches ((1, 3, H, W) photos in [0, 1]; a handful at 256 px is enough).
+
+    QOperator format (QLinearConv), which measured 1.6x faster than the QDQ format on our
+    AVX-512-VNNI CPU. Instance norm, padding and tanh stay float. `reduce_range=True` (7-bit
+    weights) is ONNX Runtime's advice for CPUs without VNNI, whose int8 kernels can saturate.
+    Metadata is kept, with a note of the quantization. Written atomically."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    if not calibration:
+        raise ValueError("int8 quantization needs at least one calibration photo")
+    src = Path(src)
+    props = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+
+    class Photos(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calibration)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {INPUT: np.ascontiguousarray(x.to(torch.float32).numpy())}
+
+    def write(tmp: Path) -> None:
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its advice to run shape pre-processing: measured no gain here
+        try:
+            quantize_static(str(src), str(tmp), Photos(), quant_format=QuantFormat.QOperator, per_channel=True,
+                            reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "ConvTranspose"])
+        finally:
+            root.setLevel(level)
+        model = onnx.load(str(tmp))
+        del model.metadata_props[:]
+        props["fast_nst.onnx.quantized"] = (f"int8 (QLinearConv, per-channel weights{', 7-bit' if reduce_range else ''}, "
+                                            f"calibrated on {len(calibration)} photos)")
+        for k, v in props.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = k, v
+        onnx.save(model, str(tmp))
+
+    return atomic_write(dst, write)
 
 
 def export_metadata_strings(meta: dict[str, Any]) -> dict[str, str]:
