@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 from PIL import Image
 
+from fast_nst.color import finish
 from fast_nst.export import load_network
 from fast_nst.images import ImageError, limit_size, open_image, pil_to_tensor, tensor_to_pil, to_rgb
 
@@ -44,21 +46,58 @@ class Stylizer:
 
     The output has the input's size (after `max_size`, which caps the long side). Grayscale and
     palette images are stylized in colour; RGBA keeps its alpha channel; EXIF rotation is applied.
+
+    Everything goes through `stylize_tensor` ((B, 3, H, W) in [0, 1] -> same shape), which images,
+    video (fast_nst.video) and tiles share: `preserve_color` / `strength` (fast_nst.color) finish
+    the network's output, `tile` > 0 runs images larger than that in tiles with whole-image
+    instance-norm statistics (fast_nst.tiling). A `.onnx` checkpoint runs with ONNX Runtime on the
+    CPU (fast_nst.onnx_export.OnnxStylizer).
     """
 
-    def __init__(self, net: torch.nn.Module, metadata: dict | None = None, device: str = "auto",
-                 half: bool = False, channels_last: bool = True):
-        self.device = pick_device(device)
-        self.half = half and self.device.type == "cuda"
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.net = net.to(self.device, memory_format=self.memory_format).eval()
-        if self.half:
-            self.net = self.net.half()
+    def __init__(self, net: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor], metadata: dict | None = None,
+                 device: str = "auto", half: bool = False, channels_last: bool = True, *,
+                 preserve_color: bool = False, strength: float = 1.0, tile: int | None = None,
+                 tile_overlap: int = 64, tile_stats: str = "thumbnail", tile_stats_size: int = 2048):
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1] (0 = the photo, 1 = full style), got {strength}")
         self.metadata = metadata or {}
+        self.preserve_color, self.strength = bool(preserve_color), float(strength)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if isinstance(net, torch.nn.Module):
+            self.device = pick_device(device)
+            self.half = half and self.device.type == "cuda"
+            self.net = net.to(self.device, memory_format=self.memory_format).eval()
+            if self.half:
+                self.net = self.net.half()
+        else:  # a tensor-in, tensor-out runtime such as OnnxStylizer (CPU)
+            if device not in ("auto", "cpu"):
+                raise ValueError(f"device={device}: this checkpoint runs with ONNX Runtime on the CPU; "
+                                 "use device=auto or cpu, or the .safetensors checkpoint for CUDA")
+            self.device, self.half, self.net = torch.device("cpu"), False, net
+        self.tile = int(tile) if tile else None
+        if self.tile:
+            from fast_nst.tiling import STATS_MODES, tile_spans
+
+            if not isinstance(net, torch.nn.Module):
+                raise ValueError("tile= needs a PyTorch checkpoint (.safetensors): tiles take whole-image "
+                                 "instance-norm statistics from the network's norm layers, which an ONNX "
+                                 "graph does not expose")
+            if tile_stats not in STATS_MODES:
+                raise ValueError(f"tile_stats must be one of {', '.join(STATS_MODES)}, got {tile_stats!r}")
+            tile_spans(4 * self.tile, self.tile, tile_overlap)  # raises on a bad tile / overlap pair now
+        self.tile_overlap, self.tile_stats, self.tile_stats_size = tile_overlap, tile_stats, tile_stats_size
 
     @classmethod
     def load(cls, ckpt: str | os.PathLike, device: str = "auto", **kwargs) -> "Stylizer":
-        net, meta = load_network(find_checkpoint(ckpt))
+        path = find_checkpoint(ckpt)
+        if path.suffix.lower() == ".onnx":
+            from fast_nst.onnx_export import OnnxStylizer
+
+            onnx = OnnxStylizer(path)
+            kwargs.pop("half", None)
+            kwargs.pop("channels_last", None)
+            return cls(onnx, onnx.metadata, device=device, **kwargs)
+        net, meta = load_network(path)
         return cls(net, meta, device=device, **kwargs)
 
     @property
@@ -68,9 +107,21 @@ class Stylizer:
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> same shape in [0, 1], float32 on CPU."""
-        x = x.to(self.device, torch.float16 if self.half else torch.float32,
-                 memory_format=self.memory_format, non_blocking=True)
-        return self.net(x).float().clamp_(0, 1).cpu()
+        if self.strength == 0.0:
+            return x.detach().float().cpu().clone()  # the photo itself: skip the network
+        if self.tile and max(x.shape[-2:]) > self.tile:
+            from fast_nst.tiling import stylize_tiled
+
+            y = stylize_tiled(self.net, x, tile=self.tile, overlap=self.tile_overlap, stats=self.tile_stats,
+                              stats_size=self.tile_stats_size)
+        elif isinstance(self.net, torch.nn.Module):
+            y = self.net(x.to(self.device, torch.float16 if self.half else torch.float32,
+                              memory_format=self.memory_format, non_blocking=True)).float().clamp_(0, 1).cpu()
+        else:
+            y = self.net(x)
+        if self.preserve_color or self.strength < 1.0:
+            y = finish(y, x.detach().float().cpu(), preserve_color=self.preserve_color, strength=self.strength)
+        return y.clamp_(0, 1)
 
     def stylize_batch(self, images: list[Image.Image]) -> list[Image.Image]:
         """Images of one size go through the network as one batch."""

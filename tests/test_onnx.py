@@ -89,3 +89,27 @@ def test_export_onnx_script(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
     r = run_script("scripts/export_onnx.py", "ckpt=no_such_style", timeout=120)
     assert r.returncode != 0 and "no_such_style" in r.stderr
+
+
+def test_stylize_py_runs_an_onnx_checkpoint(shipped, tmp_path):
+    """`stylize.py ckpt=model.onnx` goes through ONNX Runtime and gives PyTorch's picture; options
+    that need the PyTorch network are refused with the reason."""
+    from PIL import Image
+
+    from conftest import compose
+    from fast_nst.images import tensor_to_pil
+    from fast_nst.stylize_cli import run
+
+    _, _, path = shipped
+    src = tmp_path / "odd.png"
+    tensor_to_pil(pil_to_tensor(load_rgb(ROOT / "assets" / "photos" / "chelsea_cat.jpg", 151))).save(src)
+    outs = {}
+    for ckpt in (path, MODEL):
+        outs[ckpt.suffix] = tmp_path / f"out{ckpt.suffix}.png"
+        assert run(compose("stylize", [f"ckpt={ckpt}", f"input={src}", f"output={outs[ckpt.suffix]}",
+                                       "device=cpu"])) == 0
+    a, b = (pil_to_tensor(Image.open(outs[k]).convert("RGB")) for k in (".onnx", ".safetensors"))
+    assert a.shape == b.shape == pil_to_tensor(load_rgb(src)).shape
+    assert float((a - b).abs().max()) <= 1 / 255 + 1e-6  # the same pixels, up to 8-bit rounding
+    with pytest.raises(ValueError, match="tile= needs a PyTorch checkpoint"):
+        run(compose("stylize", [f"ckpt={path}", f"input={src}", "tile=256"]))

@@ -8,7 +8,7 @@ from torch import nn
 
 from conftest import ROOT
 from fast_nst.export import load_network
-from fast_nst.images import load_rgb, open_image, pil_to_tensor
+from fast_nst.images import load_rgb, open_image, pil_to_tensor, tensor_to_pil
 from fast_nst.models.transformer import TransformerNet
 from fast_nst.norm_stats import measure_layer, MomentSums, NormStatistics, recording, replaying
 from fast_nst.tiling import stylize_tiled, sweep_statistics, tile_spans
@@ -128,3 +128,32 @@ def test_batches_get_their_own_statistics_and_bad_inputs_are_explained(net):
         stylize_tiled(net, x[0])
     with pytest.raises(ValueError, match="no instance-norm layers"):
         stylize_tiled(nn.Sequential(nn.Conv2d(3, 3, 1)), x, tile=96, overlap=32)
+
+
+def test_stylize_py_tile_colour_and_strength_options(tmp_path, capsys):
+    """stylize.py's tile / preserve_color / strength keys reach the Stylizer's tensor path: tiled
+    output close to the one-pass output, strength=0 gives the photo back, preserve_color keeps its
+    chroma, and a tile too small for its overlap is refused before any work."""
+    from conftest import compose
+    from fast_nst.color import rgb_to_yiq
+    from fast_nst.stylize_cli import run
+
+    src = tmp_path / "photo.png"
+    tensor_to_pil(_photo("chelsea_cat.jpg", 300, 200)[0]).save(src)
+    x = pil_to_tensor(load_rgb(src))
+
+    def stylize(name, *overrides):
+        out = tmp_path / f"{name}.png"
+        cfg = compose("stylize", [f"ckpt={MODEL}", f"input={src}", f"output={out}", "device=cpu", *overrides])
+        assert run(cfg) == 0
+        return pil_to_tensor(load_rgb(out))
+
+    plain, tiled = stylize("plain"), stylize("tiled", "tile=128", "tile_overlap=32")
+    assert _psnr(plain, tiled) > 35, _psnr(plain, tiled)
+    assert float((plain - x).abs().mean()) > 0.05
+    assert float((stylize("none", "strength=0") - x).abs().max()) <= 1 / 255
+    kept = stylize("kept", "preserve_color=true")
+    chroma = lambda t: rgb_to_yiq(t.unsqueeze(0))[:, 1:]  # noqa: E731
+    assert float((chroma(kept) - chroma(x)).abs().mean()) < float((chroma(plain) - chroma(x)).abs().mean()) / 3
+    with pytest.raises(ValueError, match="larger than tile_overlap"):
+        run(compose("stylize", [f"ckpt={MODEL}", f"input={src}", "tile=64", "tile_overlap=64"]))

@@ -226,3 +226,42 @@ def test_smoothing_through_the_video_pipeline(clip, tmp_path):
     with pytest.raises(ValueError, match="none, ema, gated or motion"):
         make_smoother("optical-flow")
 
+
+# ------------------------------------------------------------------------------ stylize.py
+def test_stylize_py_writes_a_stylized_video_with_the_sources_rate_and_audio(tmp_path):
+    """The documented entry point, end to end: `python stylize.py ckpt=... input=clip.mp4 output=...`."""
+    from conftest import run_script
+
+    src, dst = tmp_path / "clip.mp4", tmp_path / "out" / "clip_starry.mp4"
+    make_clip(src, n=8, w=64, h=48, rotation=0, jitter=False)
+    r = run_script("stylize.py", f"ckpt={MODEL}", f"input={src}", f"output={dst}", "device=cpu", "batch_size=3",
+                   "temporal=ema", "temporal_strength=0.5")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"wrote {dst}" in r.stderr and "frame-to-frame change" in r.stderr
+    info_in, info_out = probe_video(src), probe_video(dst)
+    assert (info_out.width, info_out.height) == (64, 48) and info_out.fps == info_in.fps == Fraction(30000, 1001)
+    assert info_out.audio == ("aac",)
+    frames_in, frames_out = _frames(src), _frames(dst)
+    assert len(frames_out) == len(frames_in) == 8
+    diff = np.mean([np.abs(a[2].astype(float) - b[2].astype(float)).mean() for a, b in zip(frames_in, frames_out)])
+    assert diff > 10, diff
+    assert not list(dst.parent.glob(".*partial*"))
+
+
+def test_stylize_cli_explains_a_corrupt_video(clip, tmp_path, capsys):
+    """A truncated download (MP4 whose index never got written) and a non-video: exit status 1,
+    the file named, what to do said, and no output left behind."""
+    from conftest import compose
+    from fast_nst.stylize_cli import run
+
+    src, _ = clip
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    junk = tmp_path / "junk.mov"
+    junk.write_bytes(b"\x00" * 5000)
+    for bad in (cut, junk):
+        cfg = compose("stylize", [f"ckpt={MODEL}", f"input={bad}", f"output={tmp_path / 'o.mp4'}", "device=cpu"])
+        assert run(cfg) == 1
+        err = capsys.readouterr().err
+        assert bad.name in err and "cannot open as a video" in err and "re-download or re-export" in err, err
+        assert not (tmp_path / "o.mp4").exists() and not list(tmp_path.glob(".*partial*"))
