@@ -79,6 +79,8 @@ def run_video(cfg, stylizer: Stylizer) -> int:
     if not cfg.overwrite and dst.exists():
         console.print(f"{dst} exists; skipped (overwrite=false)")
         return 0
+    if cfg.max_size:
+        console.print(f"[yellow]note[/] max_size={cfg.max_size} is for images; video frames keep the source's size")
     smoother = make_smoother(cfg.temporal, cfg.temporal_strength)
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TaskProgressColumn(), TextColumn("{task.fields[fps]:.2f} frames/s"), TimeRemainingColumn())
