@@ -18,38 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Colour preservation moved to fast_nst.color (shared with the Stylizer); still importable from here.
+from fast_nst.color import luminance_image, recolour, rgb_to_yiq, yiq_to_rgb  # noqa: F401
 from fast_nst.losses import PerceptualLoss
-
-# BT.601 luma and the YIQ chroma axes: luminance-only transfer keeps the content's I and Q.
-_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114],
-                            [0.596, -0.274, -0.322],
-                            [0.211, -0.523, 0.312]])
-
-
-def rgb_to_yiq(img: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB -> YIQ along the channel axis."""
-    return torch.einsum("ij,bjhw->bihw", _RGB_TO_YIQ.to(img), img)
-
-
-def yiq_to_rgb(img: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_RGB_TO_YIQ).to(img), img)
-
-
-def luminance_image(img: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
-    """Grey 3-channel image of `img`'s luminance; with `like`, its mean/std are matched to `like`'s
-    luminance first (Gatys et al. 2017, 'Preserving colour': luminance-only transfer)."""
-    y = rgb_to_yiq(img)[:, :1]
-    if like is not None:
-        ref = rgb_to_yiq(like)[:, :1]
-        y = (y - y.mean()) / y.std().clamp_min(1e-6) * ref.std() + ref.mean()
-    return y.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
-
-
-def recolour(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-    """Luminance of `stylized`, chroma (I, Q) of `content`."""
-    y = rgb_to_yiq(stylized)[:, :1]
-    iq = rgb_to_yiq(content)[:, 1:]
-    return yiq_to_rgb(torch.cat([y, iq], 1)).clamp(0, 1)
 
 
 class GatysObjective(nn.Module):

@@ -10,7 +10,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fast_nst.gatys import GatysObjective, initial_image, luminance_image, optimize_pixels, recolour
+from fast_nst.color import luminance_image, recolour
+from fast_nst.gatys import GatysObjective, initial_image, optimize_pixels
 from fast_nst.images import load_rgb, pil_to_tensor, resolve_path, save_image_atomic, tensor_to_pil
 from fast_nst.losses import PerceptualLoss
 from fast_nst.paintings import locate_painting, resolve_painting

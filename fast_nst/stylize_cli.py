@@ -78,11 +78,78 @@ def style_runs(cfg, stylizer: Stylizer) -> list[tuple[str, dict]]:
     return runs
 
 
+def is_video(spec: str) -> bool:
+    from fast_nst.video import VIDEO_EXTENSIONS
+
+    return Path(spec).suffix.lower() in VIDEO_EXTENSIONS and not any(c in spec for c in "*?[")
+
+
+def video_output(src: Path, output: str | None, style: str) -> Path:
+    """output= a video file, or a folder (src's name in it); null = stylized/<style>/<src name>."""
+    from fast_nst.video import VIDEO_EXTENSIONS
+
+    if output and Path(output).suffix.lower() in VIDEO_EXTENSIONS:
+        return Path(output)
+    if output and Path(output).suffix and not Path(output).is_dir():
+        raise ValueError(f"output={output}: not a video extension ({', '.join(VIDEO_EXTENSIONS)}) nor a folder")
+    return (Path(output) if output else Path("stylized") / style) / src.name
+
+
+def run_video(cfg, stylizer: Stylizer, style: dict) -> int:
+    """One video in, one stylized video out (fast_nst.video on the Stylizer's tensor path).
+    Returns 1 when the video could not be read or written, with the reason printed."""
+    from rich.progress import TaskProgressColumn
+
+    from fast_nst.temporal import make_smoother
+    from fast_nst.video import VideoError, stylize_video
+
+    src = Path(str(cfg.input)).expanduser()
+    dst = video_output(src, cfg.output, stylizer.style_name)
+    if not cfg.overwrite and dst.exists():
+        console.print(f"{dst} exists; skipped (overwrite=false)")
+        return 0
+    if cfg.max_size:
+        console.print(f"[yellow]note[/] max_size={cfg.max_size} is for images; video frames keep the source's size")
+    smoother = make_smoother(cfg.temporal, cfg.temporal_strength)
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TaskProgressColumn(), TextColumn("{task.fields[fps]:.2f} frames/s"), TimeRemainingColumn())
+    console.print(f"[bold]{stylizer.style_name}[/] on {stylizer.device}: {src}"
+                  + (f", temporal smoothing {cfg.temporal} {cfg.temporal_strength}" if smoother else ""))
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("stylizing", total=None, fps=0.0)
+
+            def update(p) -> None:
+                progress.update(task, completed=p.frames_done, total=p.frames_total or None, fps=p.fps)
+
+            def stylize_frames(x):
+                return stylizer.stylize_tensor(x, strength=cfg.strength, **style)
+
+            report = stylize_video(src, dst, stylize_frames, batch_size=max(1, cfg.batch_size),
+                                   smoothing=smoother, crf=cfg.crf, preset=cfg.preset, progress=update)
+    except VideoError as e:
+        console.print(f"[red]error[/] {e}", soft_wrap=True)  # unwrapped: paths stay copyable
+        return 1
+    info = report.info
+    console.print(f"wrote {dst} ({info.width}x{info.height}, {report.frames} frames, "
+                  f"{float(info.fps or 0):.3g} fps{', audio ' + ', '.join(report.audio) if report.audio else ', no audio'})"
+                  f" at {report.fps:.2f} frames/s", soft_wrap=True)
+    if report.flicker is not None and report.flicker.pairs:
+        console.print(str(report.flicker))
+    return 0
+
+
 def run(cfg) -> int:
     """Returns the number of inputs that failed."""
     validate_stylize(cfg)
-    stylizer = Stylizer.load(cfg.ckpt, device=cfg.device, half=cfg.half, channels_last=cfg.channels_last)
+    stylizer = Stylizer.load(cfg.ckpt, device=cfg.device, half=cfg.half, channels_last=cfg.channels_last,
+                             preserve_color=cfg.preserve_color, tile=cfg.tile, tile_overlap=cfg.tile_overlap,
+                             tile_stats=cfg.tile_stats, tile_stats_size=cfg.tile_stats_size)
     runs = style_runs(cfg, stylizer)
+    if is_video(str(cfg.input)):
+        if len(runs) != 1:
+            raise ConfigError("a video is stylized with one painting at a time; pick style=NAME")
+        return run_video(cfg, stylizer, runs[0][1])
     files, base = collect_inputs(str(cfg.input))
     if not files:
         raise MissingPathError(f"input={cfg.input}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from PIL import Image
 
+from fast_nst.color import finish
 from fast_nst.export import ExportInfo, load_network
 from fast_nst.errors import MissingPathError
 from fast_nst.images import ImageError, limit_size, open_image, pil_to_tensor, tensor_to_pil, to_rgb
@@ -79,44 +80,101 @@ class Stylizer:
 
     The output has the input's size (after `max_size`, which caps the long side). Grayscale and
     palette images are stylized in colour; RGBA keeps its alpha channel; EXIF rotation is applied.
+
+    Everything goes through `stylize_tensor` ((B, 3, H, W) in [0, 1] -> same shape), which images,
+    video (fast_nst.video) and tiles share: `preserve_color` / `strength` (fast_nst.color) finish
+    the network's output, `tile` > 0 runs images larger than that in tiles with whole-image
+    instance-norm statistics (fast_nst.tiling). A `.onnx` checkpoint runs with ONNX Runtime on the
+    CPU (fast_nst.onnx_export.OnnxStylizer).
     """
 
-    def __init__(self, net: StyleNetwork, info: ExportInfo | None = None, device: str = "auto",
-                 half: bool = False, channels_last: bool = True):
-        self.device = pick_device(device)
-        self.half = half and self.device.type == "cuda"
+    def __init__(self, net: StyleNetwork | Callable[[torch.Tensor], torch.Tensor], info: ExportInfo | None = None,
+                 device: str = "auto", half: bool = False, channels_last: bool = True, *,
+                 preserve_color: bool = False, tile: int | None = None, tile_overlap: int = 64,
+                 tile_stats: str = "thumbnail", tile_stats_size: int = 2048):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.net = net.to(self.device, memory_format=self.memory_format).eval()
-        if self.half:
-            self.net = self.net.half()
+        self.preserve_color = bool(preserve_color)
+        if isinstance(net, torch.nn.Module):
+            self.device = pick_device(device)
+            self.half = half and self.device.type == "cuda"
+            self.net = net.to(self.device, memory_format=self.memory_format).eval()
+            if self.half:
+                self.net = self.net.half()
+        else:  # a tensor-in, tensor-out runtime such as OnnxStylizer (CPU, per-style networks)
+            if device not in ("auto", "cpu"):
+                raise ValueError(f"device={device}: this checkpoint runs with ONNX Runtime on the CPU; "
+                                 "use device=auto or cpu, or the .safetensors checkpoint for CUDA")
+            self.device, self.half, self.net = torch.device("cpu"), False, net
         self.info = info
         self._conditions: dict[Any, Any] = {}
+        self.tile = int(tile) if tile else None
+        if self.tile:
+            from fast_nst.tiling import STATS_MODES, tile_spans
+
+            if not isinstance(net, torch.nn.Module):
+                raise ValueError("tile= needs a PyTorch checkpoint (.safetensors): tiles take whole-image "
+                                 "instance-norm statistics from the network's norm layers, which an ONNX "
+                                 "graph does not expose")
+            if tile_stats not in STATS_MODES:
+                raise ValueError(f"tile_stats must be one of {', '.join(STATS_MODES)}, got {tile_stats!r}")
+            tile_spans(4 * self.tile, self.tile, tile_overlap)  # raises on a bad tile / overlap pair now
+        self.tile_overlap, self.tile_stats, self.tile_stats_size = tile_overlap, tile_stats, tile_stats_size
 
     @classmethod
     def load(cls, ckpt: str | os.PathLike, device: str = "auto", **kwargs) -> "Stylizer":
-        net, info = load_network(find_checkpoint(ckpt))
+        path = find_checkpoint(ckpt)
+        if path.suffix.lower() == ".onnx":
+            from fast_nst.onnx_export import OnnxStylizer
+
+            kwargs.pop("half", None)
+            kwargs.pop("channels_last", None)
+            return cls(OnnxStylizer(path), None, device=device, **kwargs)
+        net, info = load_network(path)
         return cls(net, info, device=device, **kwargs)
 
     @property
     def kind(self) -> str:
-        return self.net.kind
+        return getattr(self.net, "kind", "johnson")  # ONNX graphs are exported per-style networks
 
     @property
     def styles(self) -> list[str]:
         """The names of the paintings the network holds (style= choices)."""
-        return self.net.style_names
+        names = getattr(self.net, "style_names", None)
+        if names is None:  # ONNX: the painting recorded in the graph's metadata
+            return [self.style_name]
+        return names
+
+    @property
+    def style_name(self) -> str:
+        """The painting of a per-style network (or the export's name for others)."""
+        meta = getattr(self.net, "metadata", None)
+        if meta is not None and not isinstance(self.net, torch.nn.Module):
+            return (meta.get("style") or {}).get("name") or self.name
+        names = getattr(self.net, "style_names", None) or []
+        return names[0] if len(names) == 1 else self.name
 
     @property
     def name(self) -> str:
         """The export's file name (stem), or its painting for an in-memory per-style network."""
         if self.info is not None and self.info.path is not None:
             return self.info.path.stem
-        return self.styles[0] if len(self.styles) == 1 else self.kind
+        path = getattr(self.net, "path", None)  # ONNX runtime
+        if path is not None:
+            return Path(path).stem
+        names = getattr(self.net, "style_names", None) or []
+        return names[0] if len(names) == 1 else self.kind
 
     def condition(self, style: str | None = None, style_weights: Mapping[str, float] | Sequence[float] | None = None,
                   style_image: Any = None) -> Any:
         """The network's conditioning for these style arguments, computed once and cached (a style
         image given as a file path is cached by path; images and tensors are not cached)."""
+        if not hasattr(self.net, "condition"):  # ONNX: one painting, nothing to choose
+            if style not in (None, self.style_name) or style_weights is not None or style_image is not None:
+                from fast_nst.kinds.base import StyleChoiceError
+
+                raise StyleChoiceError(f"this ONNX graph holds one painting ({self.style_name}); "
+                                       "style=, style_weights= and style_image= do not apply")
+            return None
         key = (style, _freeze_key(style_weights), _freeze_key(style_image))
         if _NO_CACHE in key:
             return self.net.condition(style=style, style_weights=style_weights, style_image=style_image)
@@ -131,15 +189,35 @@ class Stylizer:
                        style_image: Any = None, strength: float = 1.0) -> torch.Tensor:
         """The tensor path everything else builds on: (B, 3, H, W) float in [0, 1], any H, W, on any
         device -> stylized (B, 3, H, W) float32 in [0, 1], on the device `x` came from. Every image
-        of the batch gets the same style arguments (see the module docstring)."""
+        of the batch gets the same style arguments (see the module docstring). Tiles and
+        preserve_color (set on the Stylizer) apply here, so images, video and tiles share them."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"stylize_tensor expects (B, 3, H, W), got {tuple(x.shape)}")
         check_strength(strength)
-        cond = self.condition(style, style_weights, style_image)
         src = x.device
-        x = x.to(self.device, torch.float16 if self.half else torch.float32,
-                 memory_format=self.memory_format, non_blocking=True)
-        return self.net.stylize(x, cond, strength).float().clamp_(0, 1).to(src)
+        if strength == 0.0:
+            return x.detach().float().clone()  # the photo itself: skip the network
+        if not isinstance(self.net, torch.nn.Module):  # ONNX Runtime: a per-style network, strength blends
+            y = self.net(x.detach().float().cpu())
+            return finish(y, x.detach().float().cpu(), preserve_color=self.preserve_color,
+                          strength=strength).clamp_(0, 1).to(src)
+        cond = self.condition(style, style_weights, style_image)
+        if self.tile and max(x.shape[-2:]) > self.tile:
+            from fast_nst.tiling import stylize_tiled
+
+            if cond is not None:
+                raise ValueError("tile= works with per-style networks for now (their norm layers carry no "
+                                 "conditioning); stylize without tile=, or with max_size= to bound memory")
+            y = stylize_tiled(self.net, x.detach().float().cpu(), tile=self.tile, overlap=self.tile_overlap,
+                              stats=self.tile_stats, stats_size=self.tile_stats_size)
+            y = finish(y, x.detach().float().cpu(), preserve_color=False, strength=strength)
+        else:
+            xd = x.to(self.device, torch.float16 if self.half else torch.float32,
+                      memory_format=self.memory_format, non_blocking=True)
+            y = self.net.stylize(xd, cond, strength).float().clamp_(0, 1)
+        if self.preserve_color:
+            y = finish(y.cpu(), x.detach().float().cpu(), preserve_color=True, strength=1.0)
+        return y.clamp_(0, 1).to(src)
 
     def stylize_batch(self, images: list[Image.Image], **style) -> list[Image.Image]:
         """Images of one size go through the network as one batch. `style`: as `stylize_tensor`."""

@@ -2,6 +2,8 @@
 """Speed benchmark: training throughput, peak memory and inference latency, `plain` vs `fast`
 profiles side by side (and pytorch/examples' fast_neural_style with --examples), with the loss
 after the same steps, achieved GFLOPS and the fraction of a peak measured in the same run.
+Inference also runs the same network exported to ONNX with ONNX Runtime (fp32 and int8 by
+default; --ort picks variants such as optimisation levels and thread settings).
 
     python scripts/bench.py                                   # full run (CPU: ~10 min), bundled photos
     python scripts/bench.py --photos ~/photos --vgg-weights vgg16.safetensors   # your photos, a local VGG copy
@@ -413,6 +415,67 @@ def bench_infer_examples(args, device: torch.device, sizes: list[int]) -> list[d
     return rows
 
 
+ORT_LEVELS = ("disable", "basic", "extended", "layout", "all")
+
+
+def parse_ort_variant(spec: str) -> dict:
+    """'fp32', 'int8', 'fp32-all', 'int8-extended-nospin', 'fp32-t1': precision, then optional
+    ONNX Runtime optimisation level, 'nospin' (idle threads sleep) and 't<N>' (intra-op threads)."""
+    parts = spec.split("-")
+    if parts[0] not in ("fp32", "int8"):
+        raise ValueError(f"ONNX Runtime variant {spec!r} must start with fp32 or int8")
+    v = {"name": spec, "precision": parts[0], "level": "extended", "spinning": True, "threads": None}
+    for p in parts[1:]:
+        if p in ORT_LEVELS:
+            v["level"] = p
+        elif p == "nospin":
+            v["spinning"] = False
+        elif p.startswith("t") and p[1:].isdigit():
+            v["threads"] = int(p[1:])
+        else:
+            raise ValueError(f"ONNX Runtime variant {spec!r}: unknown part {p!r} (levels {ORT_LEVELS}, nospin, t<N>)")
+    return v
+
+
+def bench_infer_onnx(args, sizes: list[int], variants: list[dict]) -> list[dict]:
+    """The same network as the PyTorch rows (same seed and width), exported with
+    fast_nst.onnx_export (and int8-quantized, calibrated on 4 of --photos) and run with ONNX
+    Runtime's CPU provider, one session at a time (a 1024 px int8 session holds ~4 GB)."""
+    import gc
+
+    from fast_nst.images import list_images, load_rgb, pil_to_tensor
+    from fast_nst.models.transformer import TransformerNet
+    from fast_nst.onnx_export import OnnxStylizer, export_onnx, quantize_int8
+
+    torch.manual_seed(args.seed)
+    net = TransformerNet(**({"width": 0.5} if args.model == "johnson_half" else {})).eval()
+    flops_256 = count_flops(lambda: net(torch.rand(1, 3, 256, 256)))
+    tmp = Path(tempfile.mkdtemp(prefix="fast_nst_bench_onnx_"))
+    fp32 = export_onnx(net, tmp / "net.onnx")
+    int8 = None
+    rows = []
+    for v in variants:
+        if v["precision"] == "int8" and int8 is None:
+            calib = [pil_to_tensor(load_rgb(p, 64 if args.quick else 256)).unsqueeze(0)
+                     for p in list_images(args.photos)[:4]]
+            int8 = quantize_int8(fp32, tmp / "net_int8.onnx", calib)
+        name = "onnxruntime" + ("" if v["name"] == "fp32" else f"-{v['name']}")
+        run = OnnxStylizer(int8 if v["precision"] == "int8" else fp32, optimization=v["level"],
+                           threads=v["threads"] or args.threads or torch.get_num_threads(), spinning=v["spinning"])
+        for s in sizes:
+            x = torch.rand(1, 3, s, s)
+            with PeakMemory(torch.device("cpu")) as mem:
+                med, n, cpu = _median_latency(lambda: run(x), torch.device("cpu"), args.reps, args.budget)
+            gflop = flops_256 * (s / 256) ** 2 / 1e9
+            rows.append({"profile": name, "size": s, "median_s": med, "reps": n, "cpu_s": cpu, "gflop": gflop,
+                         "achieved_gflops": gflop / med, "peak_mem_mb": mem.mb, "onnxruntime": v,
+                         "note": "int8: GFLOPS counts the fp32 network's FLOPs" if v["precision"] == "int8" else ""})
+            log(f"  infer {name:>16} {s:5d} px: {med * 1000:9.1f} ms  ({n} reps)")
+        del run
+        gc.collect()
+    return rows
+
+
 # -------------------------------------------------------------------------------------- report
 def _fmt(v, spec):
     return "not run" if v is None else format(v, spec)
@@ -438,13 +501,14 @@ def print_tables(res: dict) -> None:
                   f"{_fmt(row['peak_mem_mb'], '8.0f')} {_fmt(row.get('loss_final'), '12.5g') if row.get('loss_final') is not None else '-':>12} "
                   f"{_ratio(row.get('speedup_vs_plain')):>9} {_ratio(row.get('speedup_vs_examples')):>11}")
         print("\nInference, 1 image (median latency after warm-up)")
-        print(f"{'profile':>18} {'px':>5} {'ms':>10} {'GFLOPS':>8} {'%peak':>6} {'peak MB':>8} {'vs plain':>9} {'vs examples':>11}")
+        print(f"{'profile':>22} {'px':>5} {'ms':>10} {'GFLOPS':>8} {'%peak':>6} {'peak MB':>8} {'vs plain':>9} "
+              f"{'vs fast':>8} {'vs examples':>11}")
         for row in r["infer"]:
-            print(f"{row['profile']:>18} {row['size']:5d} {_fmt(row['median_s'] and row['median_s'] * 1000, '10.1f')} "
+            print(f"{row['profile']:>22} {row['size']:5d} {_fmt(row['median_s'] and row['median_s'] * 1000, '10.1f')} "
                   f"{_fmt(row['achieved_gflops'], '8.1f')} "
                   f"{_fmt(row['achieved_gflops'] / peak * 100 if row['achieved_gflops'] else None, '6.0f')} "
                   f"{_fmt(row['peak_mem_mb'], '8.0f')} {_ratio(row.get('speedup_vs_plain')):>9} "
-                  f"{_ratio(row.get('speedup_vs_examples')):>11}")
+                  f"{_ratio(row.get('speedup_vs_fast')):>8} {_ratio(row.get('speedup_vs_examples')):>11}")
 
 
 def add_ratios(train: list[dict], infer: list[dict]) -> None:
@@ -456,7 +520,7 @@ def add_ratios(train: list[dict], infer: list[dict]) -> None:
             b = ref(train, prof, "image_size", r["image_size"])
             r[f"speedup_vs_{tag}"] = b["step_s"] / r["step_s"] if b and r.get("step_s") else None
     for r in infer:
-        for tag, prof in (("plain", "plain"), ("examples", "pytorch/examples")):
+        for tag, prof in (("plain", "plain"), ("fast", "fast"), ("examples", "pytorch/examples")):
             b = ref(infer, prof, "size", r["size"])
             r[f"speedup_vs_{tag}"] = b["median_s"] / r["median_s"] if b and r.get("median_s") else None
 
@@ -483,6 +547,9 @@ def main(argv: list[str] | None = None) -> dict:
                    help="loss_net.weights: oxford, torchvision or a .safetensors file (default: %(default)s)")
     p.add_argument("--examples", default=None, metavar="DIR",
                    help="folder with pytorch/examples' fast_neural_style/neural_style/*.py; omitted: 'not run'")
+    p.add_argument("--ort", default="fp32,int8", metavar="VARIANTS",
+                   help="ONNX Runtime inference rows on CPU (empty: none): fp32|int8, optionally -<level> "
+                        f"({'|'.join(ORT_LEVELS)}), -nospin, -t<threads>; e.g. fp32,fp32-all,int8 (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--no-train", action="store_true")
     p.add_argument("--no-infer", action="store_true")
@@ -498,6 +565,10 @@ def main(argv: list[str] | None = None) -> dict:
     bad = [s for s in profiles if s not in PROFILES]
     if bad:
         p.error(f"unknown profiles {bad}; choose from {list(PROFILES)}")
+    try:
+        ort_variants = [parse_ort_variant(v) for v in args.ort.split(",") if v]
+    except ValueError as e:
+        p.error(str(e))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "auto":
@@ -542,6 +613,8 @@ def main(argv: list[str] | None = None) -> dict:
                 r["infer"] += bench_infer(name, PROFILES[name], args, device, sizes)
             if args.examples:
                 r["infer"] += bench_infer_examples(args, device, sizes)
+            if ort_variants and device.type == "cpu":
+                r["infer"] += bench_infer_onnx(args, sizes, ort_variants)
             else:
                 r["infer"] += [{"profile": "pytorch/examples", "size": s, "median_s": None, "achieved_gflops": None,
                                 "peak_mem_mb": None, "note": "not run (pass --examples DIR)"} for s in sizes]

@@ -30,8 +30,15 @@ def test_bench_quick_writes_json(tmp_path, vgg16_weights):
     infer = [r for r in cpu["infer"] if r["profile"] in ("plain", "fast")]
     assert {r["size"] for r in infer} == {64, 128}
     assert all(r["median_s"] > 0 and r["achieved_gflops"] > 0 for r in infer)
+    # ONNX Runtime rows (fp32 and int8 by default) with their ratio to our PyTorch path
+    ort = {(r["profile"], r["size"]): r for r in cpu["infer"] if r["profile"].startswith("onnxruntime")}
+    assert set(ort) == {(p, s) for p in ("onnxruntime", "onnxruntime-int8") for s in (64, 128)}
+    assert all(r["median_s"] > 0 and r["speedup_vs_fast"] > 0 for r in ort.values())
+    assert "onnxruntime-int8" in r.stdout
 
 
 def test_bench_help():
     r = run_script("scripts/bench.py", "--help", timeout=120)
-    assert r.returncode == 0 and "--examples" in r.stdout and "--quick" in r.stdout
+    assert r.returncode == 0 and "--examples" in r.stdout and "--quick" in r.stdout and "--ort" in r.stdout
+    r = run_script("scripts/bench.py", "--ort", "fp16", "--quick", timeout=120)
+    assert r.returncode != 0 and "must start with fp32 or int8" in r.stderr

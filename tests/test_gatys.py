@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import CONF, ROOT, run_script
-from fast_nst.gatys import (CAFFE_MEAN_PIXEL, GatysObjective, first_reaching, initial_image, luminance_image,
-                            optimize_pixels, recolour, rgb_to_yiq, yiq_to_rgb)
+from fast_nst.color import luminance_image, recolour, rgb_to_yiq, yiq_to_rgb
+from fast_nst.gatys import CAFFE_MEAN_PIXEL, GatysObjective, first_reaching, initial_image, optimize_pixels
 from fast_nst.images import load_rgb, pil_to_tensor
 from fast_nst.losses import PerceptualLoss
 from fast_nst.models.vgg import VGGEncoder
