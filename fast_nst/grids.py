@@ -55,3 +55,17 @@ def caption(im: Image.Image, text: str, size: int = 14) -> Image.Image:
     w = draw.textlength(text, font=font)
     draw.text((max(0, (im.width - w) / 2), 3), text, fill="black", font=font)
     return vstack([im, bar], gap=0)
+
+
+def label(text: str, width: int, height: int, size: int = 14) -> Image.Image:
+    """A white width x height box with `text` centred in it: row and column headings."""
+    font = _font(size)
+    box = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(box)
+    lines = text.split("\n")
+    y = (height - len(lines) * (size + 4)) / 2
+    for line in lines:
+        w = draw.textlength(line, font=font)
+        draw.text((max(0, (width - w) / 2), y), line, fill="black", font=font)
+        y += size + 4
+    return box

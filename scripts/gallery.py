@@ -20,6 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+GAP = 4  # white pixels between cells
 ZOO = ["starry_night", "the_scream", "great_wave", "composition_vii", "udnie", "shipwreck_of_the_minotaur"]
 PHOTOS = ["assets/photos/chelsea_cat.jpg", "assets/photos/astronaut.jpg", "assets/photos/picos_de_europa.jpg"]
 
@@ -44,21 +45,21 @@ def painting_of(stylizer, style: str) -> Image.Image:
 def build(models: list[str], photos: list[str], size: int, cell: int, device: str = "auto"):
     """One column per painting: a per-style model gives one, a multi-style model one per painting."""
     from fast_nst import Stylizer
-    from fast_nst.grids import caption, fit_box, hstack, vstack
+    from fast_nst.grids import fit_box, hstack, label, vstack
     from fast_nst.images import load_rgb
 
     stylizers = [Stylizer.load(m, device=device) for m in models]
     columns = [(s, name) for s in stylizers for name in s.styles]
-    header = [Image.new("RGB", (cell, cell), "white")]
-    header += [caption(fit_box(painting_of(s, name), cell, cell), name.replace("_", " ")) for s, name in columns]
-    rows = [hstack(header)]
+    height = cell * 3 // 4  # 4:3 cells: most photos are landscape, so little white is wasted
+    header = [label("", cell, height)] + [fit_box(painting_of(s, name), cell, height) for s, name in columns]
+    names = [label("", cell, 24)] + [label(name.replace("_", " "), cell, 24) for _, name in columns]
+    rows = [hstack(header, gap=GAP), hstack(names, gap=GAP)]
     for p in photos:
         photo = load_rgb(p, max_size=size)
-        cells = [caption(fit_box(photo, cell, cell), Path(p).stem.replace("_", " "))]
-        cells += [caption(fit_box(s(photo, style=name if len(s.styles) > 1 else None), cell, cell), "")
-                  for s, name in columns]
-        rows.append(hstack(cells))
-    return vstack(rows)
+        cells = [fit_box(photo, cell, height)]
+        cells += [fit_box(s(photo, style=name if len(s.styles) > 1 else None), cell, height) for s, name in columns]
+        rows.append(hstack(cells, gap=GAP))
+    return vstack(rows, gap=GAP)
 
 
 def main(argv=None) -> None:
@@ -66,7 +67,7 @@ def main(argv=None) -> None:
     ap.add_argument("--models", nargs="+", default=ZOO, help="exported .safetensors files or names in checkpoints/")
     ap.add_argument("--photos", nargs="+", default=PHOTOS, help="one row each")
     ap.add_argument("--size", type=int, default=512, help="long side the photos are stylized at (pixels)")
-    ap.add_argument("--cell", type=int, default=256, help="side of each grid cell (pixels)")
+    ap.add_argument("--cell", type=int, default=256, help="width of each grid cell (pixels; cells are 4:3)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default="docs/gallery.jpg")
     a = ap.parse_args(argv)
