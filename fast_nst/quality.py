@@ -78,6 +78,9 @@ def load_lightning_checkpoint(path: str | Path, device: torch.device) -> tuple[t
 
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     hp = ckpt.get("hyper_parameters") or {}
+    if "model" in hp and "style" in hp and "paintings" not in hp:
+        # before network kinds: a per-style Johnson net, its painting under `style`
+        hp = {**hp, "paintings": [{"weight": 1.0, **hp["style"]}], "model": {"kind": "johnson", **hp["model"]}}
     if "model" not in hp or "paintings" not in hp:
         raise ValueError(f"{path}: not a fast_nst training checkpoint of this version "
                          "(no model/paintings hyper-parameters)")

@@ -17,7 +17,7 @@ then
         --steps 300 600 1200 --photo assets/photos/chelsea_cat.jpg --out docs/tuning_grid.jpg
 
 A run directory must hold `step<NNNNNNN>.ckpt` files (the training checkpoints' naming); a
-column shows the checkpoint nearest its step (within 20%), labelled when it is not exact.
+column shows the checkpoint nearest its step (within --tolerance), labelled when it is not exact.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def parse_run(spec: str) -> tuple[str, Path]:
 
 
 def build(runs: list[tuple[str, Path]], steps: list[int], photo_path: str, size: int, cell: int,
-          device: str = "cpu") -> Image.Image:
+          device: str = "cpu", tolerance: float = 0.2) -> Image.Image:
     import torch
 
     from fast_nst.grids import fit_box, hstack, label, vstack
@@ -74,11 +74,11 @@ def build(runs: list[tuple[str, Path]], steps: list[int], photo_path: str, size:
     for row_label, run_dir in runs:
         cells = [label(row_label.replace(", ", "\n"), LABEL_WIDTH, height)]
         for s in steps:
-            near = checkpoint_near(run_dir, s)
+            near = checkpoint_near(run_dir, s, tolerance)
             if near is None:  # this run stopped earlier or kept other steps: the cell says so
                 cells.append(label("(no checkpoint)", cell, height))
                 continue
-            net, _ = load_for_quality(near[0], dev)
+            net, _, _ = load_for_quality(near[0], dev)
             with torch.inference_mode():
                 y = net(x).clamp(0, 1)
             img = fit_box(tensor_to_pil(y[0]), cell, height)
@@ -98,11 +98,14 @@ def main(argv=None) -> None:
     ap.add_argument("--photo", default="assets/photos/chelsea_cat.jpg", help="the photo every cell stylizes")
     ap.add_argument("--size", type=int, default=384, help="long side the photo is stylized at (pixels)")
     ap.add_argument("--cell", type=int, default=224, help="side of each grid cell (pixels)")
+    ap.add_argument("--tolerance", type=float, default=0.2,
+                    help="a column shows a checkpoint this far from its step at most (fraction)")
     ap.add_argument("--out", default="docs/tuning_grid.jpg", help="output image (written atomically)")
     args = ap.parse_args(argv)
     from fast_nst.images import save_image_atomic
 
-    grid = build([parse_run(r) for r in args.run], args.steps, args.photo, args.size, args.cell)
+    grid = build([parse_run(r) for r in args.run], args.steps, args.photo, args.size, args.cell,
+                 tolerance=args.tolerance)
     save_image_atomic(grid, args.out)
     print(f"wrote {args.out} ({grid.width}x{grid.height})")
 
