@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Put a finished training run's export into checkpoints/ with its model card filled from the run's
+own files, so a zoo model says how it was made: recipe (the Hydra overrides), steps, training
+photos, wall time, machine and quality figures (a scripts/quality.py JSON).
+
+    python scripts/record_zoo_model.py --export runs/udnie/export/udnie.safetensors \\
+        --run-dir runs/udnie/run --quality outputs/quality/udnie/quality.json \\
+        --photos "BSDS500 train+val (300) and an ImageNet sample (420): 720 photos" \\
+        --wall-minutes 51 --machine "2-core AMD EPYC VM, 3 runs sharing it" --name udnie
+
+The file is copied first (atomically) and the card merged into the copy; the tensors are unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+
+def quality_summary(path: Path) -> dict:
+    """The numbers of a quality.json worth carrying in a card (per init: median/mean iterations,
+    photos reached, and the network's terms next to L-BFGS's at the reported iterations)."""
+    q = json.loads(path.read_text())
+    s = q["summary"]
+    out = {"protocol": "Johnson et al. 2016 Fig. 5: L-BFGS on the training objective until it matches one forward pass",
+           "photos": s["photos"], "size": q["size"], "max_iterations": q["max_iterations"],
+           "network_terms": s["feedforward_terms"]}
+    for init, r in s["init"].items():
+        out[init] = {k: r[k] for k in ("median_equivalent_iterations", "mean_equivalent_iterations",
+                                       "per_photo_equivalent_iterations", "reached", "lbfgs_terms_at") if k in r}
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--export", required=True, help="the run's exported .safetensors")
+    ap.add_argument("--name", required=True, help="written as checkpoints/<name>.safetensors")
+    ap.add_argument("--run-dir", required=True, help="the run's Hydra output folder (holds .hydra/overrides.yaml)")
+    ap.add_argument("--quality", help="a scripts/quality.py quality.json for this export")
+    ap.add_argument("--photos", required=True, help="the training photos, in words (sets and counts)")
+    ap.add_argument("--wall-minutes", type=float, required=True, help="training wall time")
+    ap.add_argument("--machine", required=True, help="where it trained, in words")
+    ap.add_argument("--out-dir", default="checkpoints")
+    a = ap.parse_args(argv)
+
+    from omegaconf import OmegaConf
+
+    from fast_nst.export import read_export, update_model_card
+
+    overrides = list(OmegaConf.load(Path(a.run_dir) / ".hydra" / "overrides.yaml"))
+    # machine-local paths say nothing to a reader of the card
+    recipe = [o for o in overrides if not any(k in o for k in ("dirpath", "export.", "loss_net.weights", "data.root"))]
+    info = read_export(a.export)
+    card = {"recipe": recipe, "command": "python train.py " + " ".join(recipe),
+            "steps": info.model_card.get("steps"), "training_photos": a.photos,
+            "wall_time_minutes": a.wall_minutes, "machine": a.machine}
+    if a.quality:
+        card["quality"] = quality_summary(Path(a.quality))
+    dest = Path(a.out_dir) / f"{a.name}.safetensors"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{a.name}.", suffix=".tmp", delete=False) as tmp:
+        pass
+    shutil.copyfile(a.export, tmp.name)
+    update_model_card(tmp.name, card)
+    Path(tmp.name).replace(dest)
+    print(f"wrote {dest}: {json.dumps(read_export(dest).model_card)[:300]}...")
+
+
+if __name__ == "__main__":
+    main()
