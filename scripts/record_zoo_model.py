@@ -42,7 +42,8 @@ def main(argv=None) -> None:
     ap.add_argument("--export", required=True, help="the run's exported .safetensors")
     ap.add_argument("--name", required=True, help="written as checkpoints/<name>.safetensors")
     ap.add_argument("--run-dir", required=True, help="the run's Hydra output folder (holds .hydra/overrides.yaml)")
-    ap.add_argument("--quality", help="a scripts/quality.py quality.json for this export")
+    ap.add_argument("--quality", nargs="*", default=[],
+                    help="scripts/quality.py quality.json file(s) for this export (e.g. a noise run and a content run)")
     ap.add_argument("--photos", required=True, help="the training photos, in words (sets and counts)")
     ap.add_argument("--wall-minutes", type=float, required=True, help="training wall time")
     ap.add_argument("--machine", required=True, help="where it trained, in words")
@@ -60,8 +61,10 @@ def main(argv=None) -> None:
     card = {"recipe": recipe, "command": "python train.py " + " ".join(recipe),
             "steps": info.model_card.get("steps"), "training_photos": a.photos,
             "wall_time_minutes": a.wall_minutes, "machine": a.machine}
-    if a.quality:
-        card["quality"] = quality_summary(Path(a.quality))
+    for q in a.quality:  # several runs (inits) of one protocol: their per-init entries side by side
+        summary = quality_summary(Path(q))
+        card["quality"] = {**summary, **{k: v for k, v in card.get("quality", {}).items()
+                                         if k in ("noise", "content")}} if "quality" in card else summary
     dest = Path(a.out_dir) / f"{a.name}.safetensors"
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{a.name}.", suffix=".tmp", delete=False) as tmp:
