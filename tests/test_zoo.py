@@ -1,0 +1,52 @@
+"""The shipped model zoo and the scripts that build its README figures."""
+
+import pytest
+from PIL import Image
+
+from conftest import ROOT, run_script
+
+ZOO = ["starry_night", "the_scream", "great_wave", "composition_vii", "udnie", "shipwreck_of_the_minotaur"]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_each_zoo_model_carries_its_model_card(name):
+    from fast_nst.export import read_export
+
+    info = read_export(ROOT / "checkpoints" / f"{name}.safetensors")
+    card = info.model_card
+    assert info.kind == "johnson" and info.style_names == [name]
+    assert card["steps"] == 800 and "train.py" in card["command"] and f"style={name}" in card["recipe"]
+    assert "BSDS500" in card["training_photos"] and card["wall_time_minutes"] > 0 and card["machine"]
+    noise = card["quality"]["noise"]
+    assert noise["reached"] == card["quality"]["photos"] and noise["median_equivalent_iterations"] > 0
+
+
+def test_gallery_of_two_models(tmp_path):
+    out = tmp_path / "gallery.jpg"
+    photo = ROOT / "assets" / "photos" / "chelsea_cat.jpg"
+    r = run_script("scripts/gallery.py", "--models", "starry_night", "udnie", "--photos", str(photo),
+                   "--size", "96", "--cell", "80", "--device", "cpu", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    im = Image.open(out)
+    # 3 columns (photo + 2 paintings) of 80 px with 4 px gaps; rows: paintings, names, one photo
+    assert im.width == 3 * 80 + 2 * 4 and im.height == 60 + 24 + 60 + 2 * 4
+
+
+def test_gallery_names_a_missing_model(tmp_path):
+    r = run_script("scripts/gallery.py", "--models", "no_such_model", "--out", str(tmp_path / "g.jpg"))
+    assert r.returncode == 2 and "no_such_model" in r.stderr
+
+
+def test_tuning_grid_picks_the_nearest_checkpoint(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tuning_grid", ROOT / "scripts" / "tuning_grid.py")
+    tg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tg)
+    for step in (200, 400, 900):
+        (tmp_path / f"step{step:07d}.ckpt").write_bytes(b"")
+    assert tg.checkpoint_near(tmp_path, 400) == (tmp_path / "step0000400.ckpt", 400)
+    assert tg.checkpoint_near(tmp_path, 800, 0.2) == (tmp_path / "step0000900.ckpt", 900)
+    assert tg.checkpoint_near(tmp_path, 1200, 0.2) is None  # 900 is 25% away
+    with pytest.raises(SystemExit, match="LABEL=DIRECTORY"):
+        tg.parse_run("no label")
