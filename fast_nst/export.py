@@ -130,7 +130,12 @@ def _raw_metadata(path: Path) -> dict[str, str]:
 def read_export(path: str | os.PathLike) -> ExportInfo:
     """The metadata of an export, v1 or v2 (no tensors are read)."""
     path = Path(path)
-    raw = _raw_metadata(path)
+    return info_from_metadata(_raw_metadata(path), path)
+
+
+def info_from_metadata(raw: dict[str, str], path: Path | None = None) -> ExportInfo:
+    """An ExportInfo from an export's string metadata (`format` + `fast_nst.*`, v1 or v2), as a
+    .safetensors header or an ONNX graph's metadata_props (fast_nst.onnx_export) hold it."""
     fmt = raw.get("format")
     try:
         if fmt == FORMAT:

@@ -5,10 +5,12 @@ statistics give each tile its own contrast and colour cast, and the seams show).
 records the per-layer, per-channel mean and variance of one forward pass and replays them in later
 passes.
 
-Today's networks normalise inside `torch.nn.InstanceNorm2d` modules (fast_nst's NHWC subclass
-included), so the override swaps their `forward` for the duration of a `with` block. That swap is
-the only place that knows how a network normalises: `_instance_norm_layers` and `_normalise`. When
-the norm layers gain one overridable statistics hook, only those two change.
+fast_nst's networks normalise in `fast_nst.models.norms.InstanceNormBase` layers (plain and
+conditional instance norm), whose statistics come from one hook, `statistics_source`: the override
+sets it for the duration of a `with` block, so each layer still applies its own scale and shift
+(per painting, for the conditional one). Networks written with `torch.nn.InstanceNorm2d` (e.g. a
+reference Johnson net) have no such hook: their `forward` is swapped instead. `_instance_norm_layers`
+and `_override` are the only places that know how a network normalises.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from typing import Iterator
 
 import torch
 from torch import nn
+
+from fast_nst.models.norms import InstanceNormBase
+
+NormLayer = InstanceNormBase | nn.InstanceNorm2d
 
 
 @dataclass
@@ -41,10 +47,10 @@ class NormStatistics:
         return NormStatistics([Moments(m.mean[index:index + 1], m.var[index:index + 1]) for m in self.layers])
 
 
-def _instance_norm_layers(net: nn.Module) -> list[nn.InstanceNorm2d]:
-    layers = [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
+def _instance_norm_layers(net: nn.Module) -> list[NormLayer]:
+    layers = [m for m in net.modules() if isinstance(m, (InstanceNormBase, nn.InstanceNorm2d))]
     for m in layers:
-        if m.track_running_stats:
+        if getattr(m, "track_running_stats", False):
             raise ValueError(f"{type(m).__name__} with track_running_stats=True normalises with running "
                              "statistics already; whole-image statistics do not apply")
     return layers
@@ -69,19 +75,44 @@ def _moments(x: torch.Tensor) -> Moments:
     return Moments(mean, var)
 
 
+def _own_moments(layer: NormLayer, x: torch.Tensor) -> Moments:
+    """The moments the layer itself would normalise x with (InstanceNormBase: its own reduction,
+    so recording passes stay bit-identical to plain ones)."""
+    if isinstance(layer, InstanceNormBase):
+        return Moments(*layer.compute_statistics(x))
+    return _moments(x)
+
+
 @contextmanager
-def _patched(net: nn.Module, forward_for) -> Iterator[None]:
+def _patched(net: nn.Module, moments_for) -> Iterator[None]:
+    """Inside the block, norm layer i normalises x with `moments_for(i, layer)(x)` (a Moments)
+    instead of x's own, and otherwise computes what it always does."""
     layers = _instance_norm_layers(net)
     if not layers:
         raise ValueError(f"{type(net).__name__} has no instance-norm layers; tiling with whole-image "
                          "statistics needs a network that normalises per image")
+    previous = [getattr(layer, "statistics_source", None) for layer in layers]
     try:
         for i, layer in enumerate(layers):
-            layer.forward = forward_for(i, layer)  # instance attribute shadows the class's forward
+            _override(layer, moments_for(i, layer))
         yield
     finally:
-        for layer in layers:
-            layer.__dict__.pop("forward", None)
+        for layer, p in zip(layers, previous):
+            if isinstance(layer, InstanceNormBase):
+                layer.statistics_source = p
+            else:
+                layer.__dict__.pop("forward", None)
+
+
+def _override(layer: NormLayer, moments_of) -> None:
+    if isinstance(layer, InstanceNormBase):
+        def source(_layer: InstanceNormBase, x: torch.Tensor):
+            m = moments_of(x)
+            return m.mean, m.var
+        layer.statistics_source = source  # the layer's own hook; its scale/shift are untouched
+    else:
+        # instance attribute shadows the class's forward
+        layer.forward = lambda x: _normalise(layer, x, moments_of(x))
 
 
 @contextmanager
@@ -90,14 +121,14 @@ def recording(net: nn.Module) -> Iterator[NormStatistics]:
     layer are recorded (the last pass wins)."""
     stats = NormStatistics([None] * len(_instance_norm_layers(net)))
 
-    def forward_for(i: int, layer: nn.InstanceNorm2d):
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            m = _moments(x)
-            stats.layers[i] = m
-            return _normalise(layer, x, m)
-        return forward
+    def moments_for(i: int, layer: NormLayer):
+        def moments(x: torch.Tensor) -> Moments:
+            m = _own_moments(layer, x)
+            stats.layers[i] = Moments(m.mean.detach(), m.var.detach())
+            return m
+        return moments
 
-    with _patched(net, forward_for):
+    with _patched(net, moments_for):
         yield stats
     if any(m is None for m in stats.layers):
         raise RuntimeError("a recording pass did not run every instance-norm layer; run one full forward "
@@ -151,8 +182,8 @@ def measure_layer(net: nn.Module, x: torch.Tensor, known: NormStatistics, layer:
     there, which saves the rest of the network. Layers must run in module order."""
     layers = _instance_norm_layers(net)
 
-    def forward_for(i: int, layer_module: nn.InstanceNorm2d):
-        def forward(t: torch.Tensor) -> torch.Tensor:
+    def moments_for(i: int, layer_module: NormLayer):
+        def moments(t: torch.Tensor) -> Moments:
             if i == layer:
                 sums.add(i, t)
                 raise _StopForward
@@ -160,13 +191,13 @@ def measure_layer(net: nn.Module, x: torch.Tensor, known: NormStatistics, layer:
             if m is None or i > layer:
                 raise RuntimeError(f"norm layer {i} ran before layer {layer} was measured; progressive "
                                    "statistics need norm layers that run in module order")
-            return _normalise(layer_module, t, m)
-        return forward
+            return Moments(m.mean.to(t.device), m.var.to(t.device))
+        return moments
 
     if not 0 <= layer < len(layers):
         raise IndexError(f"norm layer {layer} out of range ({len(layers)} layers)")
     try:
-        with _patched(net, forward_for):
+        with _patched(net, moments_for):
             net(x)
     except _StopForward:
         return
@@ -183,16 +214,16 @@ def replaying(net: nn.Module, stats: NormStatistics, sums: MomentSums | None = N
         raise ValueError(f"statistics for {len(stats)} norm layers, but {type(net).__name__} has {len(layers)}; "
                          "record them with the same network")
 
-    def forward_for(i: int, layer: nn.InstanceNorm2d):
+    def moments_for(i: int, layer: NormLayer):
         m = stats.layers[i]
 
-        def forward(x: torch.Tensor) -> torch.Tensor:
+        def moments(x: torch.Tensor) -> Moments:
             if m.mean.shape[1] != x.shape[1]:
                 raise ValueError(f"norm layer {i}: recorded {m.mean.shape[1]} channels, input has {x.shape[1]}")
             if sums is not None:
                 sums.add(i, x)
-            return _normalise(layer, x, Moments(m.mean.to(x.device), m.var.to(x.device)))
-        return forward
+            return Moments(m.mean.to(x.device), m.var.to(x.device))
+        return moments
 
-    with _patched(net, forward_for):
+    with _patched(net, moments_for):
         yield

@@ -19,13 +19,16 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from fast_nst.images import atomic_write
+
+if TYPE_CHECKING:
+    from fast_nst.export import ExportInfo
 
 ONNX_FORMAT = "fast_nst.onnx.v1"
 INPUT, OUTPUT = "image", "stylized"
@@ -185,15 +188,16 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration: l
     return atomic_write(dst, write)
 
 
-def export_metadata_strings(meta: dict[str, Any]) -> dict[str, str]:
-    """The string fields of a `.safetensors` export's metadata (`format` and `fast_nst.*`, as
-    `fast_nst.export.read_metadata` returns them) to store in the ONNX file."""
-    return {k: v for k, v in meta.items() if isinstance(v, str) and (k == "format" or k.startswith("fast_nst."))}
+def export_metadata_strings(info: "ExportInfo") -> dict[str, str]:
+    """The string metadata of a `.safetensors` export (`format` and `fast_nst.*`, in the current
+    export format whatever the file's; see `fast_nst.export.ExportInfo.metadata`) to store in the
+    ONNX file, so `read_onnx_info` gives the same ExportInfo back."""
+    return info.metadata()
 
 
 def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """metadata_props of a fast_nst ONNX file, with the JSON fields of the source export parsed
-    (`network`, `style`, `loss`, `extra`) as `fast_nst.export.read_metadata` does."""
+    (`network`, `styles`, `loss`, `loss_net`, `model_card`, `thumbnails`)."""
     import onnx
 
     path = Path(path)
@@ -207,9 +211,21 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path}: not a fast_nst ONNX export (format={raw.get('format')!r}, expected "
                          f"{ONNX_FORMAT!r}); make one with: python scripts/export_onnx.py ckpt=<export>")
     out: dict[str, Any] = dict(raw)
-    for k in ("network", "style", "loss", "extra"):
-        out[k] = json.loads(raw.get(f"fast_nst.{k}", "{}"))
+    for k in ("network", "styles", "loss", "loss_net", "model_card", "thumbnails"):
+        out[k] = json.loads(raw.get(f"fast_nst.{k}", "{}" if k != "styles" else "[]"))
     return out
+
+
+def read_onnx_info(path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> "ExportInfo | None":
+    """The ExportInfo of the export an ONNX file was made from (its paintings, network, model
+    card), or None for a graph exported without an export's metadata."""
+    from fast_nst.export import info_from_metadata
+
+    raw = metadata if metadata is not None else read_onnx_metadata(path)
+    if "fast_nst.source_format" not in raw:
+        return None
+    strings = {k: v for k, v in raw.items() if isinstance(v, str) and k.startswith("fast_nst.")}
+    return info_from_metadata({**strings, "format": raw["fast_nst.source_format"]}, Path(path))
 
 
 class OnnxStylizer:
@@ -226,6 +242,7 @@ class OnnxStylizer:
 
         self.path = Path(path)
         self.metadata = read_onnx_metadata(self.path)
+        self.info = read_onnx_info(self.path, self.metadata)
         levels = dict(zip(OPTIMIZATION_LEVELS, (
             ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT,
@@ -245,7 +262,7 @@ class OnnxStylizer:
 
     @property
     def style_name(self) -> str:
-        return self.metadata.get("style", {}).get("name", "unknown")
+        return self.info.styles[0].name if self.info is not None and self.info.styles else "unknown"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:

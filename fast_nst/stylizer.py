@@ -128,7 +128,8 @@ class Stylizer:
 
             kwargs.pop("half", None)
             kwargs.pop("channels_last", None)
-            return cls(OnnxStylizer(path), None, device=device, **kwargs)
+            onnx = OnnxStylizer(path)
+            return cls(onnx, onnx.info, device=device, **kwargs)
         net, info = load_network(path)
         return cls(net, info, device=device, **kwargs)
 
@@ -147,9 +148,9 @@ class Stylizer:
     @property
     def style_name(self) -> str:
         """The painting of a per-style network (or the export's name for others)."""
-        meta = getattr(self.net, "metadata", None)
-        if meta is not None and not isinstance(self.net, torch.nn.Module):
-            return (meta.get("style") or {}).get("name") or self.name
+        if not isinstance(self.net, torch.nn.Module):  # ONNX: the painting of the export it came from
+            info = self.info or getattr(self.net, "info", None)
+            return info.styles[0].name if info is not None and info.styles else self.name
         names = getattr(self.net, "style_names", None) or []
         return names[0] if len(names) == 1 else self.name
 

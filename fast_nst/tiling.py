@@ -146,7 +146,8 @@ def stylize_tiled(net: nn.Module, x: torch.Tensor, *, tile: int = 512, overlap: 
                   progress: Progress | None = None) -> torch.Tensor:
     """Stylize x (B, 3, H, W) in [0, 1] tile by tile; returns (B, 3, H, W) float32 on CPU.
 
-    `net`: a module whose normalisation is `torch.nn.InstanceNorm2d` layers (see norm_stats).
+    `net`: a module that normalises in instance-norm layers (fast_nst InstanceNormBase or
+    `torch.nn.InstanceNorm2d`; see norm_stats).
     `stats`: "thumbnail" (from one pass over the image downscaled to `stats_size`: exact when the
     image is no bigger, close otherwise), "sweep" (the full-resolution statistics measured over
     the tiles, ~6x slower), "tile" (each tile its own: for comparison only), or NormStatistics

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         net, meta = load_network(src)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
+    if len(meta.styles) > 1 or net.kind != "johnson":
+        raise SystemExit(f"error: {src} is a {net.kind} network with {len(meta.styles)} paintings; ONNX export "
+                         "takes per-style (johnson) networks, whose graph needs no style input")
     out = Path(cfg.output) if cfg.output else src.with_suffix(".onnx")
     t = time.perf_counter()
     export_onnx(net, out, metadata=export_metadata_strings(meta))

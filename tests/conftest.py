@@ -105,12 +105,18 @@ def data_module(**overrides):
     return PhotoDataModule(**{**cfg, "seed": 0, **overrides})
 
 
+# Config roots of their own (what stylize.py / optimize.py point hydra.main at): a config name here
+# composes from conf/<name>/, everything else from conf/ (train.py's root).
+OWN_ROOTS = ("stylize", "optimize")
+
+
 def compose(config_name: str, overrides: list[str]):
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    config_dir = CONF / config_name if config_name in OWN_ROOTS else CONF
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
 
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, run_script, vgg_source
+from conftest import ROOT, run_script
 from fast_nst.images import load_rgb, pil_to_tensor
 from fast_nst.losses import AdaINLoss, MeanStdStyleLoss, channel_mean_std
 from fast_nst.models.adain import AdaIN, AdaINDecoder, match_color
@@ -276,11 +276,11 @@ def _crops(paths, size):
                                     antialias=True) for p in paths])
 
 
-def test_decoder_training_lowers_the_adain_loss():
+def test_decoder_training_lowers_the_adain_loss(vgg19_weights):
     """A few Adam steps on a randomly initialised decoder against the real (normalised VGG19)
     encoder lower the loss, and only the decoder learns."""
     torch.manual_seed(0)
-    m = AdaIN(decoder_weights=None, encoder_weights=vgg_source("vgg19"))
+    m = AdaIN(decoder_weights=None, encoder_weights=vgg19_weights)
     loss_fn = AdaINLoss(m.encoder)
     content = _crops([PHOTOS / "coffee.jpg", PHOTOS / "rocket.jpg"], 64)
     style = _crops([STYLES / "the_scream.jpg", STYLES / "great_wave.jpg"], 64)

@@ -63,11 +63,19 @@ def test_int8_keeps_the_picture(shipped, tmp_path):
 
 def test_metadata_is_copied_from_the_export(shipped):
     _, meta, path = shipped
+    from fast_nst.export import FORMAT
+    from fast_nst.onnx_export import read_onnx_info
+    from fast_nst.stylizer import Stylizer
+
     m = read_onnx_metadata(path)
-    assert m["style"] == meta["style"] and m["network"] == meta["network"]
-    assert m["fast_nst.vgg_weights"] == meta["vgg_weights"] and m["fast_nst.version"] == meta["version"]
-    assert m["fast_nst.source_format"] == meta["format"]
+    assert m["styles"] == [p.to_dict() for p in meta.styles] and m["network"] == meta.network
+    assert m["fast_nst.vgg_weights"] == meta.vgg_weights and m["fast_nst.version"] == meta.version
+    assert m["fast_nst.source_format"] == FORMAT  # the v1 file's metadata, written as the current format
+    info = read_onnx_info(path)
+    assert info.kind == meta.kind and info.styles == meta.styles and info.model_card == meta.model_card
     assert OnnxStylizer(path).style_name == "starry_night"
+    st = Stylizer.load(path)  # the painting record reaches the Stylizer, as for .safetensors
+    assert st.styles == ["starry_night"] and st.info.styles[0].sha256 == meta.styles[0].sha256
 
 
 def test_bad_files_and_inputs_are_explained(shipped, tmp_path):

@@ -12,7 +12,8 @@ from PIL import Image
 from conftest import compose, run_script
 from fast_nst.errors import ConfigError
 from fast_nst.export import export_network
-from fast_nst.models.transformer import TransformerNet
+from fast_nst.kinds import get_kind
+from fast_nst.paintings import Painting
 from fast_nst.validate import validate_train
 from image_zoo import make_zoo
 
@@ -70,7 +71,9 @@ def test_train_cli_bad_option_is_one_line_and_exit_2(tmp_path):
 def tiny_export(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    export_network(TransformerNet(width=0.25, upsample="nearest"), path, style={"name": "tiny"})
+    net = get_kind("johnson")([Painting(name="tiny", image="x.jpg")], width=0.25, norm="instance",
+                              upsample="nearest", num_res_blocks=5, tanh_scale=1.0)
+    export_network(net, path)
     return path
 
 
@@ -124,10 +127,10 @@ def test_stylize_a_failure_inside_the_network_fails_that_input_only(tiny_export,
     Image.new("RGB", (20, 16), (20, 200, 20)).save(src / "small.png")
     real = Stylizer.stylize_batch
 
-    def oom_on_big(self, images):
+    def oom_on_big(self, images, **style):  # strength / style choice, as stylize_cli passes them
         if images[0].size == (40, 30):
             raise RuntimeError("CUDA out of memory. Tried to allocate 9 GiB")
-        return real(self, images)
+        return real(self, images, **style)
 
     monkeypatch.setattr(Stylizer, "stylize_batch", oom_on_big)
     out = tmp_path / "out"
