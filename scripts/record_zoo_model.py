@@ -29,10 +29,9 @@ def quality_summary(path: Path) -> dict:
     q = json.loads(path.read_text())
     s = q["summary"]
     out = {"protocol": "Johnson et al. 2016 Fig. 5: L-BFGS on the training objective until it matches one forward pass",
-           "photos": s["photos"], "size": q["size"], "max_iterations": q["max_iterations"],
-           "network_terms": s["feedforward_terms"]}
+           "photos": s["photos"], "size": q["size"], "network_terms": s["feedforward_terms"]}
     for init, r in s["init"].items():
-        out[init] = {k: r[k] for k in ("median_equivalent_iterations", "mean_equivalent_iterations",
+        out[init] = {"max_iterations": q["max_iterations"]} | {k: r[k] for k in ("median_equivalent_iterations", "mean_equivalent_iterations",
                                        "per_photo_equivalent_iterations", "reached", "lbfgs_terms_at") if k in r}
     return out
 
