@@ -24,8 +24,11 @@ def test_bench_quick_writes_json(tmp_path, vgg16_weights):
         for key in ("images_per_s", "step_s", "gflop_per_step", "achieved_gflops", "peak_mem_mb", "loss_final"):
             assert t[key] > 0, (name, key)
         assert t["speedup_vs_plain"] > 0
-    # Same seed, same photos: the two profiles reach the same loss (fp32 on CPU).
-    assert abs(train["fast"]["loss_final"] / train["plain"]["loss_final"] - 1) < 1e-3
+    # Same seed, same photos: the two profiles reach the same loss (fp32 on CPU), to 2%: Adam's first
+    # update moves each weight by ~lr whatever its gradient's size, so a near-zero gradient whose sign
+    # differs by float reassociation moves the second step's loss by ~1e-2 at style weight 5. The
+    # per-step equality of the fast path (to ~1e-4) is test_perf's.
+    assert abs(train["fast"]["loss_final"] / train["plain"]["loss_final"] - 1) < 2e-2
     assert train["pytorch/examples"]["step_s"] is None  # --examples not given: "not run"
     infer = [r for r in cpu["infer"] if r["profile"] in ("plain", "fast")]
     assert {r["size"] for r in infer} == {64, 128}

@@ -206,7 +206,8 @@ def test_quality_script_on_the_shipped_model(tmp_path, vgg16_weights):
                 assert losses[k] <= ff and all(v > ff for v in losses[:k])
         # the photo starts with zero content loss; the grey noise image must build the content
         assert p["runs"]["content"]["start_terms"]["content"] == 0
-        assert p["runs"]["noise"]["start_terms"]["content"] > 0.1 * p["runs"]["noise"]["start_terms"]["loss"]
+        # the noise start is far from the photo: a sizeable content term (style dominates at weight 5)
+        assert p["runs"]["noise"]["start_terms"]["content"] > 0.01 * p["runs"]["noise"]["start_terms"]["loss"]
     png = (tmp_path / "quality.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 

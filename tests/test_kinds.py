@@ -19,7 +19,8 @@ from fast_nst.models.norms import (ConditionalInstanceNorm2d, InstanceNorm2d, ca
 from fast_nst.models.transformer import TransformerNet
 from fast_nst.paintings import Painting, locate_painting, resolve_painting
 
-SHIPPED = ROOT / "checkpoints" / "starry_night.safetensors"
+# a v1 export (the 200-step demo model shipped before the zoo), kept for the v1 compatibility tests
+SHIPPED = ROOT / "tests" / "data" / "starry_night_demo_v1.safetensors"
 
 
 # ------------------------------------------------------------------ a kind defined only here

@@ -112,7 +112,8 @@ def test_training_ingredients_of_each_painting(multi_run):
         training_ingredients(info)
     ing = training_ingredients(info, style="the_scream")
     assert ing.painting_file.name == "the_scream.jpg" and ing.painting_file.is_file()
-    assert ing.style_weight_scale == 1.0 and ing.loss == info.loss and ing.style == "the_scream"
+    scream = next(p for p in info.styles if p.name == "the_scream")
+    assert ing.style_weight_scale == scream.weight and ing.loss == info.loss and ing.style == "the_scream"
 
 
 def test_add_style_trains_only_the_new_painting(multi_run, photos_dir, vgg16_weights):
