@@ -310,19 +310,26 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylize: Styli
                 progress(p)
             return True
 
-        while True:
-            item = _get(decoded, stop)
-            if item is _END:
-                break
-            pending.append(item)
-            if sum(kind == "video" for kind, _ in pending) >= batch_size and not run_batch():
-                break
-            report.max_in_flight = max(report.max_in_flight, counters["decoded"] - counters["written"])
-        if not stop.is_set():
-            run_batch()
-            _put(encoded, _END, stop)
-        for t in threads:
-            t.join()
+        try:
+            while True:
+                item = _get(decoded, stop)
+                if item is _END:
+                    break
+                pending.append(item)
+                if sum(kind == "video" for kind, _ in pending) >= batch_size and not run_batch():
+                    break
+                report.max_in_flight = max(report.max_in_flight, counters["decoded"] - counters["written"])
+            if not stop.is_set():
+                run_batch()
+                _put(encoded, _END, stop)
+        except BaseException:
+            # the stylization (or Ctrl-C) failed in this thread: stop the decoder and encoder before the
+            # containers close under them (PyAV on a closed container crashes the process)
+            stop.set()
+            raise
+        finally:
+            for t in threads:
+                t.join()
         if failures:
             raise failures[0]
         if n_frames == 0:
