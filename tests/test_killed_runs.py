@@ -64,7 +64,9 @@ def _kill_after(proc: subprocess.Popen, runs: Path, step: int, rng: random.Rando
     random part of a step, so the kill falls anywhere: in the forward pass, the optimizer step,
     or the middle of a checkpoint write."""
     started, deadline = time.time(), time.time() + 600
-    while _newest_step(runs, started) < step:
+    # last.ckpt too: it is written after the step's own checkpoint, and a kill before the run's
+    # first last.ckpt leaves nothing for ckpt_path=last to resume (seen with a first kill at step 1)
+    while _newest_step(runs, started) < step or not (runs / "last.ckpt").exists():
         assert proc.poll() is None, "the run ended before it could be killed"
         assert time.time() < deadline
         time.sleep(0.02)
