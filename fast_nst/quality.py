@@ -10,10 +10,15 @@ with zero content loss, so its counts are much smaller and not comparable with t
 
 Besides the count, the report holds the network output's content, style and TV terms next to
 L-BFGS's at fixed iterations (50, 100, 300 by default): stylization strength as numbers.
+
+An L-BFGS curve depends only on the photo, the painting, the objective and the start image, not on
+the network, so with a `cache_dir` each curve is computed once (over the whole budget) and reused:
+evaluating every periodic checkpoint of a run (time to quality) costs one forward pass each.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import time
@@ -56,16 +61,59 @@ class PhotoResult:
         return self.feedforward_terms["loss"]
 
 
+# Bump when the L-BFGS protocol changes (optimizer settings, start images): old cached curves then miss.
+CURVE_PROTOCOL = 1
+
+
+def _digest(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def _tensor_digest(t: torch.Tensor) -> str:
+    return _digest(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+
+
 def training_objective(info, device: torch.device, style_image: str | None = None,
-                       vgg_weights: str | None = None, style: str | None = None) -> tuple[PerceptualLoss, str]:
+                       vgg_weights: str | None = None, style: str | None = None
+                       ) -> tuple[PerceptualLoss, str, dict]:
     """The exact loss the exported network was trained against, rebuilt from its metadata
-    (`info`: an ExportInfo; `style`: which painting of a multi-style network)."""
+    (`info`: an ExportInfo; `style`: which painting of a multi-style network). Also returns what
+    identifies that objective (loss settings, loss-network weights, the painting's pixels): the
+    part of an L-BFGS curve's cache key that does not depend on the photo."""
     ing = training_ingredients(info, style=style, style_image=style_image)
     perceptual = PerceptualLoss.build(ing.loss, ing.loss_net, style_weight_scale=ing.style_weight_scale,
                                       weights=vgg_weights).to(device)
     style_img = pil_to_tensor(load_rgb(ing.painting_file, max_size=ing.loss.get("style_size")))
     perceptual.set_style([style_img.unsqueeze(0).to(device)])
-    return perceptual, str(ing.painting_file)
+    identity = {"loss": dict(ing.loss), "loss_net": dict(ing.loss_net), "style_weight_scale": ing.style_weight_scale,
+                "vgg_weights": perceptual.encoder.weights_source, "painting": _tensor_digest(style_img)}
+    return perceptual, str(ing.painting_file), identity
+
+
+class CurveCache:
+    """L-BFGS curves on disk, one JSON file per (objective, photo, start, budget), written atomically.
+    A curve is reused only when it ran its whole budget, so it answers for any network."""
+
+    def __init__(self, folder: str | Path | None):
+        self.folder = Path(folder).expanduser() if folder else None
+
+    def key(self, **parts) -> str:
+        return _digest(json.dumps({"protocol": CURVE_PROTOCOL, **parts}, sort_keys=True, default=str))
+
+    def get(self, key: str) -> dict | None:
+        if self.folder is None:
+            return None
+        f = self.folder / f"{key}.json"
+        try:
+            return json.loads(f.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):   # a damaged entry is recomputed, not fatal
+            return None
+
+    def put(self, key: str, entry: dict) -> None:
+        if self.folder is not None:
+            atomic_write(self.folder / f"{key}.json", lambda tmp: tmp.write_text(json.dumps(entry)))
 
 
 def load_lightning_checkpoint(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, ExportInfo, int | None]:
@@ -110,17 +158,19 @@ def evaluate(ckpt: str | Path, photos: list[Path], size: int, iterations: int,
              device: torch.device, inits: tuple[str, ...] = ("noise",),
              report_at: tuple[int, ...] = (50, 100, 300), style_image: str | None = None,
              vgg_weights: str | None = None, stop_early: bool = True, seed: int = 0,
-             progress=None, style: str | None = None) -> dict:
+             progress=None, style: str | None = None, cache_dir: str | Path | None = None) -> dict:
     """`inits`: start images to compare (noise = the paper's protocol, content = the photo).
     With `stop_early`, a photo's run ends once it has reached the network's loss *and* passed the
     last `report_at` iteration within the budget; otherwise the whole budget runs. `style`: which
     painting of a multi-style network (required there); `style_image`: a painting file instead of
-    the recorded one."""
+    the recorded one. `cache_dir`: reuse L-BFGS curves computed before (and store new ones, which
+    then always run the whole budget)."""
     unknown = [i for i in inits if i not in QUALITY_INITS]
     if unknown or not inits:
         raise ValueError(f"init must be one or more of {QUALITY_INITS}, got {list(inits)}")
     net, info, global_step = load_for_quality(ckpt, device)
-    perceptual, painting = training_objective(info, device, style_image, vgg_weights, style)
+    perceptual, painting, objective_id = training_objective(info, device, style_image, vgg_weights, style)
+    cache = CurveCache(cache_dir)
     cond = net.condition(style=style)
     report_at = tuple(sorted(k for k in set(report_at) if 0 < k <= iterations))
     results: list[PhotoResult] = []
@@ -137,33 +187,28 @@ def evaluate(ckpt: str | Path, photos: list[Path], size: int, iterations: int,
         result = PhotoResult(photo=str(path), feedforward_terms=_terms(objective, out.clone()),
                              feedforward_seconds=ff_seconds)
         ff_loss = result.feedforward_loss
+        photo_id = _tensor_digest(photo)
         for init in inits:
-            # One generator per photo and start: the same noise whatever else is evaluated.
-            gen = torch.Generator().manual_seed(seed * 7919 + i)
-            start_img = initial_image(init, photo, generator=gen)
-            stamps: list[float] = []
-            history: list[dict[str, float]] = []
-            start = time.perf_counter()
-
-            def callback(k, terms, img, init=init):
-                stamps.append(time.perf_counter() - start)
-                history.append(terms)
-                if progress is not None:
-                    progress(i, init, k, terms["loss"], ff_loss)
-
-            def done() -> bool:
-                k = len(history) - 1
-                return (stop_early and first_reaching([h["loss"] for h in history], ff_loss) is not None
-                        and k >= (report_at[-1] if report_at else 0))
-
-            run = optimize_pixels(objective, start_img, "lbfgs", iterations, lr=1.0, callback=callback,
-                                  project=(init == "noise"), stop_when=done)
-            k = first_reaching(run.losses, ff_loss)
+            # The noise is seeded by the photo's pixels, not its place in the list: the same photo
+            # gets the same start whichever photos are evaluated beside it (and its cached curve).
+            noise_seed = seed * 7919 + int(photo_id[:8], 16)
+            key = cache.key(objective=objective_id, photo=photo_id, size=size, init=init,
+                            noise_seed=noise_seed, iterations=iterations)
+            cached = cache.get(key)
+            if cached is None:
+                cached = _lbfgs_curve(objective, photo, init, noise_seed, iterations, report_at, ff_loss,
+                                      stop_early and cache.folder is None,
+                                      None if progress is None else (lambda k, loss, init=init: progress(i, init, k, loss, ff_loss)))
+                if len(cached["history"]) == iterations + 1:
+                    cache.put(key, cached)
+            history, stamps = cached["history"], cached["stamps"]
+            losses = [h["loss"] for h in history]
+            k = first_reaching(losses, ff_loss)
             result.runs[init] = LBFGSRun(
                 init=init, equivalent_iterations=k, seconds_to_reach=stamps[k] if k is not None else None,
-                seconds_per_iteration=run.seconds / max(len(run.losses) - 1, 1),
-                start_terms=run.history[0], terms_at={str(j): run.history[j] for j in report_at if j < len(run.history)},
-                losses=run.losses)
+                seconds_per_iteration=cached["seconds"] / max(len(losses) - 1, 1),
+                start_terms=history[0], terms_at={str(j): history[j] for j in report_at if j < len(history)},
+                losses=losses)
         results.append(result)
     return {
         "ckpt": str(ckpt), "style": style or info.style_names[0], "painting": painting, "size": size,
@@ -172,6 +217,31 @@ def evaluate(ckpt: str | Path, photos: list[Path], size: int, iterations: int,
         "summary": summarize(results, inits, report_at),
         "per_photo": [_photo_dict(r) for r in results],
     }
+
+
+def _lbfgs_curve(objective: GatysObjective, photo: torch.Tensor, init: str, noise_seed: int, iterations: int,
+                 report_at: tuple[int, ...], ff_loss: float, stop_early: bool, progress) -> dict:
+    """One projected L-BFGS run (projection for the noise start, the paper's protocol): every
+    iterate's terms and the seconds at which each was evaluated."""
+    start_img = initial_image(init, photo, generator=torch.Generator().manual_seed(noise_seed))
+    stamps: list[float] = []
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+
+    def callback(k, terms, img):
+        stamps.append(time.perf_counter() - start)
+        history.append(terms)
+        if progress is not None:
+            progress(k, terms["loss"])
+
+    def done() -> bool:
+        k = len(history) - 1
+        return (stop_early and first_reaching([h["loss"] for h in history], ff_loss) is not None
+                and k >= (report_at[-1] if report_at else 0))
+
+    run = optimize_pixels(objective, start_img, "lbfgs", iterations, lr=1.0, callback=callback,
+                          project=(init == "noise"), stop_when=done)
+    return {"history": history, "stamps": stamps, "seconds": run.seconds}
 
 
 def _photo_dict(r: PhotoResult) -> dict:

@@ -19,20 +19,57 @@ def _fmt(v) -> str:
 def main(cfg: DictConfig) -> None:
     from rich.console import Console
 
-    from fast_nst.quality import TERMS, evaluate, pick_photos, plot, write_json
+    from fast_nst.quality import pick_photos, write_json
     from fast_nst.stylizer import find_checkpoint, pick_device
 
     console = Console(stderr=True, soft_wrap=True)
     inits = tuple(str(i) for i in cfg.init) if isinstance(cfg.init, ListConfig) else (str(cfg.init),)
     try:
-        ckpt = Path(cfg.ckpt) if str(cfg.ckpt).endswith(".ckpt") else find_checkpoint(cfg.ckpt)
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"ckpt={cfg.ckpt}: no such file")
+        ckpts = checkpoints_to_evaluate(str(cfg.ckpt), find_checkpoint)
         photos = pick_photos(Path(cfg.photos).expanduser(), cfg.num_photos)
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error[/]: {e}")
         sys.exit(2)
     device = pick_device(cfg.device)
+    over_training = []
+    for ckpt in ckpts:
+        report = evaluate_one(cfg, ckpt, photos, inits, device, console, per_checkpoint=len(ckpts) > 1)
+        if len(ckpts) > 1:
+            noise = report["summary"]["init"].get(inits[0], {})
+            over_training.append({"ckpt": str(ckpt), "global_step": report["global_step"],
+                                  "feedforward_loss": report["summary"]["feedforward_terms"]["loss"],
+                                  "init": inits[0], **{k: noise.get(k) for k in
+                                  ("median_equivalent_iterations", "reached", "per_photo_equivalent_iterations")}})
+    if over_training:
+        out_dir = Path(cfg.output) if cfg.output else Path("outputs") / "quality" / str(report["style"])
+        write_json({"size": cfg.size, "iterations": cfg.iterations, "photos": [str(p) for p in photos],
+                    "checkpoints": over_training}, out_dir / "over_training.json")
+        print(f"\nover training (median equivalent L-BFGS iterations from {inits[0]}, {len(photos)} photos):")
+        for row in over_training:
+            print(f"  step {row['global_step'] if row['global_step'] is not None else '?':>7}  "
+                  f"{_fmt(row['median_equivalent_iterations']):>6}  network loss {_fmt(row['feedforward_loss'])}")
+        console.print(f"wrote {out_dir / 'over_training.json'}")
+
+
+def checkpoints_to_evaluate(ckpt: str, find_checkpoint) -> list[Path]:
+    """ckpt= as a list of files: a folder means its periodic training checkpoints in step order
+    (last.ckpt is a copy of one of them and is left out)."""
+    path = Path(ckpt).expanduser()
+    if path.is_dir():
+        found = sorted((f for f in path.glob("*.ckpt") if f.name != "last.ckpt"),
+                       key=lambda f: (len(f.stem), f.stem))
+        if not found:
+            raise FileNotFoundError(f"ckpt={ckpt}: a folder without training checkpoints (*.ckpt)")
+        return found
+    file = path if path.suffix == ".ckpt" else find_checkpoint(ckpt)
+    if not Path(file).is_file():
+        raise FileNotFoundError(f"ckpt={ckpt}: no such file")
+    return [Path(file)]
+
+
+def evaluate_one(cfg: DictConfig, ckpt: Path, photos, inits, device, console, per_checkpoint: bool) -> dict:
+    from fast_nst.quality import TERMS, evaluate, plot, write_json
+
     console.print(f"quality: {ckpt} on {len(photos)} photos from {cfg.photos} at {cfg.size} px, "
                   f"L-BFGS from {'+'.join(inits)}, budget {cfg.iterations}, device {device}")
 
@@ -44,11 +81,13 @@ def main(cfg: DictConfig) -> None:
         report = evaluate(ckpt, photos, cfg.size, cfg.iterations, device, inits=inits,
                           report_at=tuple(cfg.report_at or ()), style_image=cfg.style_image,
                           vgg_weights=cfg.vgg_weights, stop_early=cfg.stop_early, seed=cfg.seed,
-                          progress=progress, style=cfg.style)
+                          progress=progress, style=cfg.style, cache_dir=cfg.cache_dir)
     except ValueError as e:
         console.print(f"[red]error[/]: {e}")
         sys.exit(2)
     out_dir = Path(cfg.output) if cfg.output else Path("outputs") / "quality" / str(report["style"])
+    if per_checkpoint:
+        out_dir = out_dir / ckpt.stem     # one report per periodic checkpoint
     write_json(report, out_dir / "quality.json")
     plot(report, out_dir / "quality.png")
     s = report["summary"]
@@ -65,6 +104,7 @@ def main(cfg: DictConfig) -> None:
             if terms:
                 print(f"  L-BFGS from {init} at {j:>3s}: " + "  ".join(f"{t} {_fmt(terms[t])}" for t in TERMS))
     console.print(f"wrote {out_dir / 'quality.json'} and {out_dir / 'quality.png'}")
+    return report
 
 
 if __name__ == "__main__":

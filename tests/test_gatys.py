@@ -188,7 +188,7 @@ def test_first_reaching():
 def test_quality_script_on_the_shipped_model(tmp_path, vgg16_weights):
     r = run_script("scripts/quality.py", "ckpt=starry_night", f"photos={ROOT / 'assets' / 'photos'}",
                    "num_photos=2", "size=64", "iterations=12", "report_at=[5,10]", "init=[noise,content]",
-                   f"output={tmp_path}", f"vgg_weights={vgg16_weights}")
+                   f"output={tmp_path}", f"vgg_weights={vgg16_weights}", f"cache_dir={tmp_path / 'cache'}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "equivalent L-BFGS iterations from noise: median" in r.stdout
     assert "equivalent L-BFGS iterations from content: median" in r.stdout
