@@ -71,29 +71,50 @@ class Smoother(Protocol):
     def __call__(self, content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor: ...
 
 
-class ExponentialSmoother:
-    """out_t = strength * out_{t-1} + (1 - strength) * stylized_t: flicker falls everywhere, and
-    moving things leave trails of about 1 / (1 - strength) frames."""
+class RecurrentSmoother:
+    """What every smoother shares: it remembers the previous (input, output) frame pair, starts
+    over on the first frame and whenever the frame size changes (a new clip), and otherwise asks
+    `blend` how much of the previous output to keep."""
 
-    def __init__(self, strength: float = 0.5):
-        if not 0.0 <= strength < 1.0:
-            raise ValueError(f"smoothing strength must be in [0, 1), got {strength}")
-        self.strength = strength
-        self._prev: torch.Tensor | None = None
+    def __init__(self):
+        self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
         self._prev = None
 
     def __call__(self, content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
-        stylized = stylized.float()
-        if self._prev is None or self._prev.shape != stylized.shape:
-            self._prev = stylized
+        content, stylized = content.float(), stylized.float()
+        if self._prev is None or self._prev[1].shape != stylized.shape:
+            out = stylized
         else:
-            self._prev = torch.lerp(stylized, self._prev, self.strength)
-        return self._prev
+            out = self.blend(content, stylized, *self._prev)
+        self._prev = (content, out)
+        return out
+
+    def blend(self, content: torch.Tensor, stylized: torch.Tensor, prev_content: torch.Tensor,
+              prev_out: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
 
-class GatedSmoother:
+def _check_strength(strength: float) -> float:
+    if not 0.0 <= strength < 1.0:
+        raise ValueError(f"smoothing strength must be in [0, 1), got {strength}")
+    return strength
+
+
+class ExponentialSmoother(RecurrentSmoother):
+    """out_t = strength * out_{t-1} + (1 - strength) * stylized_t: flicker falls everywhere, and
+    moving things leave trails of about 1 / (1 - strength) frames."""
+
+    def __init__(self, strength: float = 0.5):
+        super().__init__()
+        self.strength = _check_strength(strength)
+
+    def blend(self, content, stylized, prev_content, prev_out):
+        return torch.lerp(stylized, prev_out, self.strength)
+
+
+class GatedSmoother(RecurrentSmoother):
     """Blend with the previous output only where the input frame did not change.
 
     Per pixel, the blend weight is `strength * exp(-(d / threshold)^2)`, with d the input's
@@ -103,15 +124,10 @@ class GatedSmoother:
     """
 
     def __init__(self, strength: float = 0.8, threshold: float = 0.04, radius: int = 2):
-        if not 0.0 <= strength < 1.0:
-            raise ValueError(f"smoothing strength must be in [0, 1), got {strength}")
+        super().__init__()
         if threshold <= 0:
             raise ValueError(f"threshold must be > 0, got {threshold}")
-        self.strength, self.threshold, self.radius = strength, threshold, radius
-        self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def reset(self) -> None:
-        self._prev = None
+        self.strength, self.threshold, self.radius = _check_strength(strength), threshold, radius
 
     def gate(self, content: torch.Tensor, previous_content: torch.Tensor) -> torch.Tensor:
         """(1, H, W) blend weight of the previous output."""
@@ -121,15 +137,8 @@ class GatedSmoother:
             d = F.avg_pool2d(d.unsqueeze(0), k, stride=1, padding=self.radius, count_include_pad=False)[0]
         return self.strength * torch.exp(-(d / self.threshold) ** 2)
 
-    def __call__(self, content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
-        content, stylized = content.float(), stylized.float()
-        if self._prev is None or self._prev[1].shape != stylized.shape:
-            out = stylized
-        else:
-            prev_content, prev_out = self._prev
-            out = torch.lerp(stylized, prev_out, self.gate(content, prev_content))
-        self._prev = (content, out)
-        return out
+    def blend(self, content, stylized, prev_content, prev_out):
+        return torch.lerp(stylized, prev_out, self.gate(content, prev_content))
 
 
 def _luma(img: torch.Tensor) -> torch.Tensor:
@@ -174,7 +183,7 @@ def estimate_affine(moving: torch.Tensor, fixed: torch.Tensor, width: int = 192,
     return theta
 
 
-class CompensatedSmoother:
+class CompensatedSmoother(RecurrentSmoother):
     """Gated blend with the previous output after moving it along with the camera.
 
     Per frame: estimate the global affine motion from the previous input frame to this one, warp
@@ -185,27 +194,16 @@ class CompensatedSmoother:
     and cuts fall back to the new frame."""
 
     def __init__(self, strength: float = 0.8, threshold: float = 0.04, radius: int = 2):
-        self.gated = GatedSmoother(strength, threshold, radius)
-        self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
+        super().__init__()
+        self.gated = GatedSmoother(strength, threshold, radius)   # its gate, after the warp
 
-    def reset(self) -> None:
-        self._prev = None
-
-    def __call__(self, content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
-        content, stylized = content.float(), stylized.float()
-        if self._prev is None or self._prev[1].shape != stylized.shape:
-            out = stylized
-        else:
-            prev_content, prev_out = self._prev
-            theta = estimate_affine(prev_content, content)
-            grid = F.affine_grid(theta.unsqueeze(0), [1, 3, *content.shape[-2:]], align_corners=False)
-            both = F.grid_sample(torch.stack([prev_content, prev_out]), grid.expand(2, -1, -1, -1),
-                                 mode="bilinear", padding_mode="border", align_corners=False)
-            inside = (grid.abs() <= 1).all(-1).float()  # (1, H, W)
-            weight = self.gated.gate(content, both[0]) * inside
-            out = torch.lerp(stylized, both[1], weight)
-        self._prev = (content, out)
-        return out
+    def blend(self, content, stylized, prev_content, prev_out):
+        theta = estimate_affine(prev_content, content)
+        grid = F.affine_grid(theta.unsqueeze(0), [1, 3, *content.shape[-2:]], align_corners=False)
+        both = F.grid_sample(torch.stack([prev_content, prev_out]), grid.expand(2, -1, -1, -1),
+                             mode="bilinear", padding_mode="border", align_corners=False)
+        inside = (grid.abs() <= 1).all(-1).float()  # (1, H, W)
+        return torch.lerp(stylized, both[1], self.gated.gate(content, both[0]) * inside)
 
 
 def make_smoother(kind: str | None, strength: float = 0.8, **kwargs) -> Smoother | None:

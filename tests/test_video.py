@@ -10,7 +10,8 @@ import torch
 
 from conftest import ROOT
 from fast_nst.export import load_network
-from fast_nst.temporal import ExponentialSmoother, FlickerMeter, GatedSmoother, make_smoother
+from fast_nst.temporal import (CompensatedSmoother, ExponentialSmoother, FlickerMeter, GatedSmoother,
+                               estimate_affine, make_smoother)
 from fast_nst.video import VideoError, probe_video, stylize_video
 
 MODEL = ROOT / "checkpoints" / "starry_night.safetensors"
@@ -212,6 +213,32 @@ def test_gated_smoothing_leaves_no_trail_where_the_input_moves():
     _, gated = _measure(frames, GatedSmoother(0.8))
     trail = lambda outs: float(np.mean([(o - y).abs().mean() for o, (_, y) in zip(outs, frames)]))  # noqa: E731
     assert trail(ema) > 0.02 and trail(gated) < trail(ema) / 5, (trail(ema), trail(gated))
+
+
+def test_motion_compensated_smoothing_follows_a_camera_pan():
+    """The camera pans 3 px per frame over a textured scene and the 'stylization' flickers in
+    brightness. The motion is found (estimate_affine), so the compensated smoother keeps smoothing
+    the flicker where the gated one, seeing every pixel change, has to let it through."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    scene = F.avg_pool2d(torch.rand(1, 3, 96, 160, generator=g), 5, stride=1, padding=2)  # smooth texture
+    shift = 2 * 3 / 128                                    # 3 px in affine_grid units (2 units per width)
+    frames = []
+    for t in range(8):
+        theta = torch.tensor([[1.0, 0.0, shift * t], [0.0, 1.0, 0.0]])
+        grid = F.affine_grid(theta.unsqueeze(0), [1, 3, 64, 128], align_corners=False)
+        x = F.grid_sample(scene[..., 16:80, 16:144], grid, mode="bilinear", padding_mode="border",
+                          align_corners=False)[0]
+        frames.append((x, (1 - x + (0.1 if t % 2 else 0.0)).clamp(0, 1)))  # flicker: +0.1 every other frame
+    found = estimate_affine(frames[0][0], frames[1][0])
+    assert abs(float(found[0, 2]) - shift) < 0.2 * shift and float((found[:, :2] - torch.eye(2)).abs().max()) < 0.02
+    inner = (slice(None), slice(8, -8), slice(16, -16))    # away from the borders the pan uncovers
+    def flicker(outs):
+        return float(np.mean([(a - b)[inner].mean().abs() for a, b in zip(outs[2:], outs[1:-1])]))
+    _, gated = _measure(frames, GatedSmoother(0.8))
+    _, moved = _measure(frames, CompensatedSmoother(0.8))
+    assert flicker(moved) < 0.5 * flicker(gated), (flicker(moved), flicker(gated))
 
 
 def test_smoothing_through_the_video_pipeline(clip, tmp_path):
