@@ -27,6 +27,7 @@ from fast_nst.export import training_ingredients  # noqa: E402
 from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor  # noqa: E402
 from fast_nst.kinds.base import painting_tensor  # noqa: E402
 from fast_nst.losses import PerceptualLoss  # noqa: E402
+from fast_nst.quality import load_lightning_checkpoint  # noqa: E402
 from fast_nst.stylizer import Stylizer, find_checkpoint, pick_device  # noqa: E402
 
 TERMS = ("content", "style", "tv", "loss")
@@ -40,21 +41,32 @@ def held_out_photos(folder: str, k: int, size: int) -> torch.Tensor:
     return torch.stack([pil_to_tensor(resize_crop(load_rgb(f), size, None)) for f in files[::step][:k]])
 
 
+def _network(ckpt: str, device: torch.device):
+    """(label, export metadata, training steps, stylize(images, painting)) of an export, or of a
+    periodic training checkpoint (.ckpt: compare networks at the same number of steps)."""
+    if ckpt.endswith(".ckpt"):
+        net, info, step = load_lightning_checkpoint(ckpt, device)
+        run = Path(ckpt).parent.parent.name if Path(ckpt).parent.name == "ckpt" else Path(ckpt).parent.name
+        return f"{run}@{step}", info, step, lambda x, name: net.stylize(x, net.condition(style=name))
+    path = find_checkpoint(ckpt)
+    st = Stylizer.load(path, device=str(device))
+    return path.stem, st.info, st.info.model_card.get("steps"), lambda x, name: st.stylize_tensor(x, style=name)
+
+
 def painting_losses(ckpts: list[str], photos: torch.Tensor, device: torch.device, vgg_weights: str | None) -> list[dict]:
     rows = []
     for ckpt in ckpts:
-        path = find_checkpoint(ckpt)
-        st = Stylizer.load(path, device=str(device))
-        for name in st.styles:
-            ing = training_ingredients(st.info, style=name)
+        label, info, steps, stylize = _network(ckpt, device)
+        for name in info.style_names:
+            ing = training_ingredients(info, style=name)
             crit = PerceptualLoss.build(ing.loss, ing.loss_net, style_weight_scale=ing.style_weight_scale,
                                         weights=vgg_weights).to(device)
             crit.set_style([painting_tensor(ing.painting, ing.loss.get("style_size")).to(device)])
             x = photos.to(device)
             with torch.no_grad():
-                for label, images in (("(photo)", x), (path.stem, st.stylize_tensor(x, style=name).to(device))):
+                for who, images in (("(photo)", x), (label, stylize(x, name).to(device))):
                     per = [crit(images[i:i + 1], x[i:i + 1]) for i in range(len(x))]
-                    row = {"painting": name, "network": label, "steps": st.info.model_card.get("steps")}
+                    row = {"painting": name, "network": who, "steps": steps}
                     row.update({t: statistics.fmean(float(p[t]) for p in per) for t in TERMS})
                     rows.append(row)
     # the photo reference once per painting (identical objective for every network of a painting)
@@ -70,7 +82,7 @@ def painting_losses(ckpts: list[str], photos: torch.Tensor, device: torch.device
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", nargs="+", required=True, help="exports (.safetensors or names in checkpoints/)")
+    ap.add_argument("--ckpt", nargs="+", required=True, help="exports (.safetensors or names in checkpoints/) and/or training checkpoints (.ckpt)")
     ap.add_argument("--photos", required=True, help="a folder of photos none of the networks trained on")
     ap.add_argument("--num-photos", type=int, default=8, help="photos, evenly spaced over the folder (default: %(default)s)")
     ap.add_argument("--size", type=int, default=128, help="centre crops of size x size; use the training size (default: %(default)s)")
