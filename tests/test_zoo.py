@@ -50,3 +50,20 @@ def test_tuning_grid_picks_the_nearest_checkpoint(tmp_path):
     assert tg.checkpoint_near(tmp_path, 1200, 0.2) is None  # 900 is 25% away
     with pytest.raises(SystemExit, match="LABEL=DIRECTORY"):
         tg.parse_run("no label")
+
+
+def test_options_grid_shows_strength_and_colour(tmp_path):
+    out = tmp_path / "options.jpg"
+    r = run_script("scripts/options_grid.py", "--models", "starry_night", "--size", "96", "--cell", "80",
+                   "--device", "cpu", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    im = Image.open(out).convert("RGB")
+    # a name column (110 px) + photo + 4 strengths + preserve_color, 80 px each, 4 px gaps
+    assert im.width == 110 + 6 * 80 + 6 * 4
+    import numpy as np
+
+    a = np.asarray(im).astype(float)
+    row = a[24 + 4:]                                 # below the heading row
+    cell = lambda k: row[:, 110 + 4 + k * 84: 110 + 4 + k * 84 + 80]  # noqa: E731
+    # strength 0.25 is closer to the photo than strength 1
+    assert np.abs(cell(1) - cell(0)).mean() < np.abs(cell(4) - cell(0)).mean()
