@@ -292,3 +292,20 @@ def test_stylize_cli_explains_a_corrupt_video(clip, tmp_path, capsys):
         err = capsys.readouterr().err
         assert bad.name in err and "cannot open as a video" in err and "re-download or re-export" in err, err
         assert not (tmp_path / "o.mp4").exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_video_strip_picture(clip, tmp_path):
+    """scripts/video_strip.py (the README's video picture): source frames over stylized frames."""
+    from PIL import Image
+
+    from conftest import run_script
+
+    src, _ = clip
+    out = tmp_path / "strip.jpg"
+    r = run_script("scripts/video_strip.py", str(src), str(src), "--frames", "3", "--cell", "64", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    im = Image.open(out)
+    probe = probe_video(src)
+    assert im.width == 3 * 64 + 2 * 4 and im.height == 2 * (64 * probe.height // probe.width) + 4
+    bad = run_script("scripts/video_strip.py", str(tmp_path / "none.mp4"), str(src), "--out", str(out))
+    assert bad.returncode == 2 and "none.mp4" in bad.stderr
