@@ -172,3 +172,13 @@ def test_stylize_py_tile_colour_and_strength_options(tmp_path, capsys):
     assert float((chroma(kept) - chroma(x)).abs().mean()) < float((chroma(plain) - chroma(x)).abs().mean()) / 3
     with pytest.raises(ValueError, match="larger than tile_overlap"):
         run(compose("stylize", [f"ckpt={MODEL}", f"input={src}", "tile=64", "tile_overlap=64"]))
+
+
+def test_tiling_picture_script(tmp_path):
+    from conftest import run_script
+
+    out = tmp_path / "tiling.jpg"
+    r = run_script("scripts/tiling_picture.py", "--size", "160", "--tile", "64", "--tile-overlap", "16",
+                   "--width", "80", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Image.open(out).width == 2 * 80 + 4
