@@ -181,4 +181,6 @@ def test_tiling_picture_script(tmp_path):
     r = run_script("scripts/tiling_picture.py", "--size", "160", "--tile", "64", "--tile-overlap", "16",
                    "--width", "80", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert Image.open(out).width == 2 * 80 + 4
+    from fast_nst.grids import GAP
+
+    assert Image.open(out).width == 2 * 80 + GAP
