@@ -29,7 +29,7 @@ from PIL import Image
 
 from fast_nst.errors import ConfigError, FastNSTError, MissingPathError
 from fast_nst.images import ImageError, limit_size, open_image, save_image_atomic
-from fast_nst.paintings import BUNDLED_PAINTINGS
+from fast_nst.paintings import BUNDLED_PAINTINGS, Painting, locate_painting
 from fast_nst.stylizer import Stylizer
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class ModelEntry:
     arbitrary: bool                    # takes any painting as an image (style_image=)
     runtime: str                       # "PyTorch" or "ONNX Runtime"
     thumbnails: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    paintings: tuple[Painting, ...] = field(default=(), compare=False, hash=False)  # their records (title, file)
 
     @property
     def name(self) -> str:
@@ -67,9 +68,9 @@ class ModelEntry:
         elif len(self.styles) > 1:
             what = f"{len(self.styles)} paintings"
         else:
-            what = "one painting"
+            what = self.kind
         onnx = ", ONNX" if self.path.suffix.lower() == ".onnx" else ""
-        return f"{self.name} ({self.kind}, {what}{onnx})"
+        return f"{self.name} ({what}{onnx})"
 
 
 def _kind_is_arbitrary(kind: str) -> bool:
@@ -87,13 +88,14 @@ def read_model_entry(path: Path) -> ModelEntry:
         styles = tuple(info.style_names) if info is not None else (path.stem,)
         # An ONNX graph is an exported per-style network: one painting, whatever kind it came from.
         return ModelEntry(path, info.kind if info is not None else "johnson", styles, False, "ONNX Runtime",
-                          dict(info.thumbnails) if info is not None else {})
+                          dict(info.thumbnails) if info is not None else {},
+                          tuple(info.styles) if info is not None else ())
     from fast_nst.export import read_export
 
     info = read_export(path)
     arbitrary = _kind_is_arbitrary(info.kind)
     return ModelEntry(path, info.kind, () if arbitrary else tuple(info.style_names), arbitrary, "PyTorch",
-                      dict(info.thumbnails))
+                      dict(info.thumbnails), () if arbitrary else tuple(info.styles))
 
 
 def find_models(models_dir: str | os.PathLike) -> tuple[list[ModelEntry], list[str]]:
@@ -180,19 +182,28 @@ class Studio:
             return [(name.replace("_", " "), str(p)) for name, p in bundled_paintings().items()]
         return [(name.replace("_", " "), name) for name in entry.styles]
 
-    def painting_preview(self, entry: ModelEntry, choice: str | None) -> Image.Image | None:
-        """A small picture of the chosen painting: the export's thumbnail, or the file itself."""
-        if not choice:
-            return None
+    def painting_preview(self, entry: ModelEntry, choice: str | None) -> tuple[Image.Image | None, str]:
+        """(a small picture, a caption) of the chosen painting: the export's thumbnail, else the
+        painting's file when it is on this machine (the bundled ones are)."""
         if entry.arbitrary:
-            p = Path(choice)
-            return limit_size(open_image(p), 256) if p.is_file() else None
+            p = Path(choice) if choice else None
+            return (limit_size(open_image(p), 256) if p and p.is_file() else None,
+                    p.stem.replace("_", " ") if p else "Painting")
+        if not entry.styles:
+            return None, "Painting"
+        choice = choice if choice in entry.styles else entry.styles[0]
+        record = next((p for p in entry.paintings if p.name == choice), None)
+        caption = ", ".join(x for x in (record.title, record.credit) if x) if record else ""
+        caption = caption or choice.replace("_", " ")
         b64 = entry.thumbnails.get(choice)
         if b64:
             from fast_nst.paintings import thumbnail_image
 
-            return thumbnail_image(b64)
-        return None
+            return thumbnail_image(b64), caption
+        try:
+            return (limit_size(open_image(locate_painting(record)), 256) if record else None), caption
+        except (FileNotFoundError, ImageError):
+            return None, caption  # a preview is optional: the network holds what it learned
 
     def style_args(self, entry: ModelEntry, painting: str | None, painting_upload: str | None) -> dict[str, Any]:
         """The Stylizer style arguments for the page's painting menu and upload."""
@@ -235,16 +246,19 @@ class Studio:
                          f"input=PHOTO tile=512`")
         t0 = time.perf_counter()
         stylizer = self.stylizer(entry, preserve_color)
+        t1 = time.perf_counter()
         out = stylizer(image, strength=float(strength), **style)  # Stylizer.stylize_tensor underneath
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t1
+        if t1 - t0 > 0.05:
+            notes.append(f"Loading the model took {t1 - t0:.1f} s (once; it stays loaded).")
         jpeg = src.suffix.lower() in (".jpg", ".jpeg") and out.mode == "RGB"
         dst = self._output_path(src, entry, ".jpg" if jpeg else ".png")
         save_image_atomic(out, dst, **({"quality": self.quality} if jpeg else {}))
-        what = painting if painting and not entry.arbitrary else (
-            Path(painting_upload or painting).stem if entry.arbitrary else entry.styles[0])
-        msg = (f"**Done:** {out.width}x{out.height} in {seconds:.2f} s with **{entry.name}** "
-               f"({what}, strength {float(strength):g}{', colours kept' if preserve_color else ''}; "
-               f"{entry.runtime} on {stylizer.device.type}).")
+        what = Path(painting_upload or painting).stem if entry.arbitrary else (painting or entry.styles[0])
+        msg = (f"**Done:** {out.width}x{out.height} in {seconds:.2f} s with **{entry.name}**"
+               + (f" ({what})" if what != entry.name else "")
+               + f": strength {float(strength):g}{', colours kept' if preserve_color else ''}; "
+               f"{entry.runtime} on {stylizer.device.type}.")
         return Result(dst, "\n\n".join([msg, *notes]), seconds)
 
     # ------------------------------------------------------------------ videos
@@ -305,6 +319,13 @@ def build_page(studio: Studio, default_model: str | None = None):
     choices = [(m.label, str(m.path)) for m in studio.models]
     first = next((str(m.path) for m in studio.models if default_model in (m.name, str(m.path))), choices[0][1])
 
+    def preview(model_key, painting):
+        try:
+            image, caption = studio.painting_preview(studio.model(model_key), painting)
+        except Exception:  # noqa: BLE001 - a preview is decoration
+            image, caption = None, "Painting"
+        return gr.Image(value=image, label=caption)
+
     def model_controls(model_key):
         entry = studio.model(model_key)
         paintings = studio.painting_choices(entry)
@@ -312,13 +333,7 @@ def build_page(studio: Studio, default_model: str | None = None):
         return (gr.Dropdown(choices=paintings, value=value, visible=len(paintings) > 1 or entry.arbitrary,
                             label="Painting (bundled)" if entry.arbitrary else "Painting"),
                 gr.Image(value=None, visible=entry.arbitrary),
-                studio.painting_preview(entry, value))
-
-    def preview(model_key, painting):
-        try:
-            return studio.painting_preview(studio.model(model_key), painting)
-        except Exception:  # noqa: BLE001 - a preview is decoration
-            return None
+                preview(model_key, value))
 
     def run_photo(photo, model_key, painting, upload, strength, keep_colors):
         try:
@@ -351,7 +366,8 @@ def build_page(studio: Studio, default_model: str | None = None):
                 painting = gr.Dropdown(label="Painting", elem_id="painting")
                 painting_upload = gr.Image(type="filepath", label="Your painting (any image)", sources=["upload"],
                                            visible=False, height=180, elem_id="painting_upload")
-                painting_view = gr.Image(label="Painting", interactive=False, height=180, elem_id="painting_view")
+                painting_view = gr.Image(label="Painting", interactive=False, height=180, buttons=[],
+                                         elem_id="painting_view")
                 strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength (0 = the photo, 1 = full style)",
                                      elem_id="strength")
                 keep_colors = gr.Checkbox(value=False, label="Keep the photo's colours (preserve_color)",
@@ -363,7 +379,7 @@ def build_page(studio: Studio, default_model: str | None = None):
                             photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"],
                                              height=420, elem_id="photo")
                             photo_out = gr.Image(type="filepath", label="Stylized", interactive=False, height=420,
-                                                 elem_id="result")
+                                                 buttons=["download", "fullscreen"], elem_id="result")
                         photo_btn = gr.Button("Stylize", variant="primary", elem_id="stylize_photo")
                         photo_file = gr.File(label="Download", interactive=False, elem_id="download")
                     with gr.Tab("Video", id="video_tab"):

@@ -85,6 +85,8 @@ def test_the_models_folder_lists_every_model_with_its_controls(models):
 def test_a_photo_is_stylized_downscaled_with_a_note_and_kept_under_the_limit(models, tmp_path):
     studio = Studio(models, device="cpu", max_size=96, output_dir=tmp_path)
     key = str(models / "starry_night.safetensors")
+    image, caption = studio.painting_preview(studio.model(key), None)  # no thumbnail: the bundled file
+    assert image is not None and caption.startswith("The Starry Night, Vincent van Gogh")
     r = studio.stylize_photo(PHOTO, key)
     out = Image.open(r.path)
     src = Image.open(PHOTO)
@@ -106,7 +108,8 @@ def test_multi_style_and_arbitrary_models_take_their_painting(models, tmp_path):
     studio = Studio(models, device="cpu", max_size=64, output_dir=tmp_path)
     two, palette = str(models / "two.safetensors"), str(models / "palette.safetensors")
     assert [v for _, v in studio.painting_choices(studio.model(two))] == ["udnie", "great_wave"]
-    assert studio.painting_preview(studio.model(two), "udnie").size[0] <= 32  # the export's thumbnail
+    thumb, caption = studio.painting_preview(studio.model(two), "udnie")
+    assert max(thumb.size) <= 32 and caption.startswith("Udnie")  # the export's thumbnail and record
     a = _rgb(studio.stylize_photo(PHOTO, two, painting="udnie").path)
     b = _rgb(studio.stylize_photo(PHOTO, two, painting="great_wave").path)
     assert np.abs(a - b).mean() > 0.01
