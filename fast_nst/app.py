@@ -39,6 +39,7 @@ MODEL_SUFFIXES = (".safetensors", ".onnx")
 # Errors a user can act on: shown on the page as they are. Anything else is a bug: the page says
 # so and the server log has the traceback.
 USER_ERRORS = (FastNSTError, ImageError, ValueError, FileNotFoundError)
+OUTPUT_KEEP_S = 3600  # results older than this are deleted from the server's output folder
 
 
 class AppError(FastNSTError):
@@ -224,6 +225,15 @@ class Studio:
     # ------------------------------------------------------------------ outputs
     def _output_path(self, src: Path, entry: ModelEntry, suffix: str) -> Path:
         self._counter += 1  # unique per request: the page may still show (and serve) an older one
+        # Gradio serves its own copy of every result, so ours are only needed briefly: drop the
+        # ones older than an hour, so a page left running does not fill the disk.
+        cutoff = time.time() - OUTPUT_KEEP_S
+        for old in self.output_dir.iterdir():
+            try:
+                if old.is_file() and old.stat().st_mtime < cutoff:
+                    old.unlink()
+            except OSError:
+                pass
         stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in src.stem)[:60] or "upload"
         return self.output_dir / f"{self._counter:04d}_{stem}_{entry.name}{suffix}"
 
@@ -241,9 +251,10 @@ class Studio:
         if self.max_size and max(image.size) > self.max_size:
             w, h = image.size
             image = limit_size(image, self.max_size)
+            tile = "" if entry.path.suffix.lower() == ".onnx" else " tile=512"  # tiles need PyTorch's norm layers
             notes.append(f"Downscaled from {w}x{h} to {image.width}x{image.height} (this page's limit, "
                          f"max_size={self.max_size}). For the full size: `python stylize.py ckpt={entry.path} "
-                         f"input=PHOTO tile=512`")
+                         f"input=PHOTO{tile}`")
         t0 = time.perf_counter()
         stylizer = self.stylizer(entry, preserve_color)
         t1 = time.perf_counter()
@@ -355,7 +366,8 @@ def build_page(studio: Studio, default_model: str | None = None):
     limits = (f"Photos larger than {studio.max_size} px are downscaled first; " if studio.max_size else "") + (
         f"videos up to {studio.video_max_seconds:g} s and {studio.video_max_size} px. "
         "`python stylize.py` has no such limits.")
-    with gr.Blocks(title="fast_nst", analytics_enabled=False) as page:
+    # delete_cache: Gradio's copies of uploads and results older than an hour go, checked every 10 min
+    with gr.Blocks(title="fast_nst", analytics_enabled=False, delete_cache=(600, OUTPUT_KEEP_S)) as page:
         gr.Markdown("## fast_nst: fast neural style transfer\nUpload a photo or a short video, pick a model "
                     f"and a painting, press **Stylize**. {limits}")
         if studio.problems:

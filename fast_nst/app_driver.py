@@ -91,10 +91,11 @@ class PageResult:
 def stylize_in_browser(url: str, photo: str | os.PathLike, *, chromium: str, model: str | None = None,
                        painting: str | None = None, strength: float | None = None,
                        screenshot: str | os.PathLike | None = None, viewport=(1280, 800),
-                       presses: int = 1, timeout_s: float = 300.0) -> PageResult:
+                       presses: int = 1, check_empty_error: bool = False, timeout_s: float = 300.0) -> PageResult:
     """Open the page, upload `photo`, optionally choose the model / painting by their menu labels,
     press Stylize (`presses` times, each waiting for a new picture: the first includes loading the
-    model) and wait for the result. `screenshot`: also save a PNG of the page."""
+    model) and wait for the result. `screenshot`: also save a PNG of the page. `check_empty_error`:
+    first press Stylize with no photo and wait for the page's error message (raises if none)."""
     from playwright.sync_api import sync_playwright
 
     ms = timeout_s * 1000
@@ -114,6 +115,9 @@ def stylize_in_browser(url: str, photo: str | os.PathLike, *, chromium: str, mod
                 box = page.locator("#strength input[type=number]")
                 box.fill(str(strength))
                 box.press("Enter")
+            if check_empty_error:
+                page.locator("#stylize_photo").click()
+                page.get_by_text("upload a photo first").first.wait_for(timeout=60_000)
             page.locator("#photo input[type=file]").set_input_files(str(photo))
             page.locator("#photo img").wait_for()  # uploaded and shown: the button now sends it
             result, seconds, src = page.locator("#result img"), [], None

@@ -187,7 +187,8 @@ def test_the_page_stylizes_an_uploaded_photo_in_headless_chromium(tmp_path):
     photo = tmp_path / "small.png"
     Image.open(PHOTO).convert("RGB").resize((160, 120), Image.LANCZOS).save(photo)
     with running_app("models_dir=checkpoints", "model=starry_night", "device=cpu") as url:
-        r = stylize_in_browser(url, photo, chromium=chromium, timeout_s=240)
+        # pressing Stylize with no photo shows the page's error (check_empty_error raises if not)
+        r = stylize_in_browser(url, photo, chromium=chromium, check_empty_error=True, timeout_s=240)
     out, src = _rgb(r.image), _rgb(photo)
     assert out.shape == src.shape  # (120, 160, 3): the page gives back the photo's size
     assert np.abs(out - src).mean() > 0.05, "the returned picture is (nearly) the uploaded photo"
