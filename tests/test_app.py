@@ -179,7 +179,7 @@ def _browser_or_skip() -> str:
     return chromium
 
 
-@pytest.mark.slow  # starts the server and a browser: ~30 s on an idle 2-core machine, minutes under load
+@pytest.mark.slow  # starts the server and a browser: 21 s with 2 busy cores (load ~5), 2-3 min at load ~9
 def test_the_page_stylizes_an_uploaded_photo_in_headless_chromium(tmp_path):
     from fast_nst.app_driver import running_app, stylize_in_browser
 
