@@ -5,9 +5,9 @@ from hydra.utils import instantiate
 
 from conftest import CONF, compose
 
-# conf/optimize/ and conf/stylize/ are the separate config roots of optimize.py + scripts/quality.py
-# (tests/test_gatys.py) and of stylize.py: their `style` keys must not be train.py's `style` group
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("optimize", "stylize"))
+# conf/optimize/, conf/stylize/ and conf/app/ are the separate config roots of optimize.py +
+# scripts/quality.py (tests/test_gatys.py), of stylize.py and of app.py (below): not train.py groups
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("optimize", "stylize", "app"))
 
 
 def _options(group):
@@ -89,3 +89,14 @@ def test_stylize_config_requires_ckpt_and_input():
     cfg = _compose_stylize(["ckpt=x", "input=y", "style=the_scream",
                             "style_weights={starry_night: 0.7, the_scream: 0.3}"])
     assert cfg.style == "the_scream" and dict(cfg.style_weights) == {"starry_night": 0.7, "the_scream": 0.3}
+
+
+def test_app_config_composes_with_positive_limits():
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF / "app"), version_base="1.3"):
+        cfg = hydra_compose(config_name="app", overrides=["port=8080"])
+    assert cfg.port == 8080 and cfg.host == "127.0.0.1" and cfg.models_dir == "checkpoints"
+    assert cfg.max_size > 0 and cfg.video_max_seconds > 0 and cfg.video_max_size > 0 and cfg.max_upload_mb > 0

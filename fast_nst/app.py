@@ -1,0 +1,440 @@
+"""The web page (`python app.py`, options in conf/app/app.yaml): upload a photo or a short video,
+pick a model and a painting, set strength and colour preservation, see the result and download it.
+
+Gradio draws the page; everything below it is plain Python that the tests call directly:
+`find_models` lists the models of a folder from their metadata only (no weights loaded),
+`Studio` keeps a few loaded `Stylizer`s and runs photos and videos through
+`Stylizer.stylize_tensor`, the same path as stylize.py. Errors a user can fix (a broken upload, a
+too-long clip, a missing painting) reach the page as one message saying what to do.
+
+A model's kind decides its controls: networks that learned paintings (per-style, multi-style)
+offer their paintings by name; kinds with `arbitrary_style = True` (e.g. AdaIN) take a painting
+upload, or one of the bundled paintings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+
+from fast_nst.errors import ConfigError, FastNSTError, MissingPathError
+from fast_nst.images import ImageError, limit_size, open_image, save_image_atomic
+from fast_nst.paintings import BUNDLED_PAINTINGS, Painting, locate_painting
+from fast_nst.stylizer import Stylizer
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MODEL_SUFFIXES = (".safetensors", ".onnx")
+# Errors a user can act on: shown on the page as they are. Anything else is a bug: the page says
+# so and the server log has the traceback.
+USER_ERRORS = (FastNSTError, ImageError, ValueError, FileNotFoundError)
+OUTPUT_KEEP_S = 3600  # results older than this are deleted from the server's output folder
+
+
+class AppError(FastNSTError):
+    """A problem with what the user gave the page; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of the models folder, from its metadata (weights are loaded on first use)."""
+
+    path: Path
+    kind: str
+    styles: tuple[str, ...]            # the paintings it learned (empty for arbitrary-style kinds)
+    arbitrary: bool                    # takes any painting as an image (style_image=)
+    runtime: str                       # "PyTorch" or "ONNX Runtime"
+    thumbnails: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    paintings: tuple[Painting, ...] = field(default=(), compare=False, hash=False)  # their records (title, file)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def label(self) -> str:
+        if self.arbitrary:
+            what = "any painting"
+        elif len(self.styles) > 1:
+            what = f"{len(self.styles)} paintings"
+        else:
+            what = self.kind
+        onnx = ", ONNX" if self.path.suffix.lower() == ".onnx" else ""
+        return f"{self.name} ({what}{onnx})"
+
+
+def _kind_is_arbitrary(kind: str) -> bool:
+    from fast_nst.kinds import get_kind
+
+    return bool(getattr(get_kind(kind), "arbitrary_style", False))
+
+
+def read_model_entry(path: Path) -> ModelEntry:
+    """The entry of one model file; raises ValueError (or a FastNSTError) when it is not one."""
+    if path.suffix.lower() == ".onnx":
+        from fast_nst.onnx_export import read_onnx_info
+
+        info = read_onnx_info(path)
+        styles = tuple(info.style_names) if info is not None else (path.stem,)
+        # An ONNX graph is an exported per-style network: one painting, whatever kind it came from.
+        return ModelEntry(path, info.kind if info is not None else "johnson", styles, False, "ONNX Runtime",
+                          dict(info.thumbnails) if info is not None else {},
+                          tuple(info.styles) if info is not None else ())
+    from fast_nst.export import read_export
+
+    info = read_export(path)
+    arbitrary = _kind_is_arbitrary(info.kind)
+    return ModelEntry(path, info.kind, () if arbitrary else tuple(info.style_names), arbitrary, "PyTorch",
+                      dict(info.thumbnails), () if arbitrary else tuple(info.styles))
+
+
+def find_models(models_dir: str | os.PathLike) -> tuple[list[ModelEntry], list[str]]:
+    """(models, problems): every readable *.safetensors / *.onnx of `models_dir` (sorted by name)
+    and one line per file that is not a usable model (shown on the page, so a broken file is
+    noticed rather than silently missing)."""
+    d = Path(models_dir).expanduser()
+    if not d.is_absolute() and not d.is_dir() and (PROJECT_ROOT / d).is_dir():
+        d = PROJECT_ROOT / d  # `python app.py` from another folder still finds the project's checkpoints/
+    if not d.is_dir():
+        raise MissingPathError(f"models_dir={models_dir}: no such folder. Point it at a folder of exported "
+                               "models (.safetensors from train.py, .onnx from scripts/export_onnx.py)")
+    models, problems = [], []
+    for p in sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in MODEL_SUFFIXES):
+        try:
+            models.append(read_model_entry(p))
+        except Exception as e:  # noqa: BLE001 - one bad file must not hide the others
+            problems.append(f"{p.name}: skipped ({type(e).__name__}: {e})")
+            log.warning("models_dir: %s", problems[-1])
+    if not models:
+        raise ConfigError(f"models_dir={d}: no usable model (*.safetensors, *.onnx) in it"
+                          + (f"; {'; '.join(problems)}" if problems else "")
+                          + ". Train one with: python train.py style=starry_night")
+    return models, problems
+
+
+def bundled_paintings() -> dict[str, Path]:
+    """name -> file of the paintings shipped in assets/styles (choices for arbitrary-style kinds)."""
+    return {p.stem: p for p in sorted(BUNDLED_PAINTINGS.glob("*.jpg"))}
+
+
+@dataclass
+class Result:
+    path: Path        # the stylized photo or video, ready to download
+    message: str      # what was done, with notes (downscaled, timings), as Markdown
+    seconds: float
+
+
+class Studio:
+    """The page's logic without the page: loads models on demand (a few kept in memory), checks
+    uploads against the limits and stylizes through `Stylizer.stylize_tensor`."""
+
+    def __init__(self, models_dir: str | os.PathLike = "checkpoints", *, device: str = "auto",
+                 max_size: int | None = 1024, video_max_seconds: float = 10, video_max_size: int = 720,
+                 batch_size: int = 4, cached_models: int = 3, quality: int = 95,
+                 output_dir: str | os.PathLike | None = None):
+        self.models, self.problems = find_models(models_dir)
+        self.by_path = {str(m.path): m for m in self.models}
+        self.device, self.max_size, self.quality = device, max_size, quality
+        self.video_max_seconds, self.video_max_size = video_max_seconds, video_max_size
+        self.batch_size, self.cached_models = max(1, int(batch_size)), max(1, int(cached_models))
+        self._stylizers: OrderedDict[tuple[str, bool], Stylizer] = OrderedDict()
+        self._lock = threading.Lock()  # the page may run requests in threads; one load at a time
+        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="fast_nst_app_"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._counter = 0
+
+    # ------------------------------------------------------------------ models
+    def model(self, key: str | None) -> ModelEntry:
+        if not key:
+            raise AppError("pick a model first")
+        if key not in self.by_path:
+            raise AppError(f"model {key!r} is not in the list (was the models folder changed? reload the page)")
+        return self.by_path[key]
+
+    def stylizer(self, entry: ModelEntry, preserve_color: bool) -> Stylizer:
+        """A loaded Stylizer, kept in a small LRU (preserve_color is a Stylizer setting, so it is
+        part of the key; the network is 7 MB, loading it twice costs little)."""
+        key = (str(entry.path), bool(preserve_color))
+        with self._lock:
+            if key in self._stylizers:
+                self._stylizers.move_to_end(key)
+                return self._stylizers[key]
+            s = Stylizer.load(entry.path, device=self.device, preserve_color=bool(preserve_color))
+            self._stylizers[key] = s
+            while len(self._stylizers) > self.cached_models:
+                self._stylizers.popitem(last=False)
+            return s
+
+    def painting_choices(self, entry: ModelEntry) -> list[tuple[str, str]]:
+        """(label, value) choices of the painting menu: the model's own paintings, or for an
+        arbitrary-style model the bundled paintings (value: the file)."""
+        if entry.arbitrary:
+            return [(name.replace("_", " "), str(p)) for name, p in bundled_paintings().items()]
+        return [(name.replace("_", " "), name) for name in entry.styles]
+
+    def painting_preview(self, entry: ModelEntry, choice: str | None) -> tuple[Image.Image | None, str]:
+        """(a small picture, a caption) of the chosen painting: the export's thumbnail, else the
+        painting's file when it is on this machine (the bundled ones are)."""
+        if entry.arbitrary:
+            p = Path(choice) if choice else None
+            return (limit_size(open_image(p), 256) if p and p.is_file() else None,
+                    p.stem.replace("_", " ") if p else "Painting")
+        if not entry.styles:
+            return None, "Painting"
+        choice = choice if choice in entry.styles else entry.styles[0]
+        record = next((p for p in entry.paintings if p.name == choice), None)
+        caption = ", ".join(x for x in (record.title, record.credit) if x) if record else ""
+        caption = caption or choice.replace("_", " ")
+        b64 = entry.thumbnails.get(choice)
+        if b64:
+            from fast_nst.paintings import thumbnail_image
+
+            return thumbnail_image(b64), caption
+        try:
+            return (limit_size(open_image(locate_painting(record)), 256) if record else None), caption
+        except (FileNotFoundError, ImageError):
+            return None, caption  # a preview is optional: the network holds what it learned
+
+    def style_args(self, entry: ModelEntry, painting: str | None, painting_upload: str | None) -> dict[str, Any]:
+        """The Stylizer style arguments for the page's painting menu and upload."""
+        if entry.arbitrary:
+            chosen = painting_upload or painting
+            if not chosen:
+                raise AppError(f"{entry.name} takes any painting: upload one, or pick one of the bundled paintings")
+            return {"style_image": str(chosen)}
+        if painting_upload:
+            raise AppError(f"{entry.name} learned its paintings ({', '.join(entry.styles)}) and cannot take an "
+                           "uploaded one; pick one from the menu, or a model of an arbitrary-style kind (AdaIN)")
+        if len(entry.styles) > 1:
+            if painting not in entry.styles:
+                raise AppError(f"pick one of {entry.name}'s paintings: {', '.join(entry.styles)}")
+            return {"style": painting}
+        return {}  # a per-style network: its only painting
+
+    # ------------------------------------------------------------------ outputs
+    def _output_path(self, src: Path, entry: ModelEntry, suffix: str) -> Path:
+        self._counter += 1  # unique per request: the page may still show (and serve) an older one
+        # Gradio serves its own copy of every result, so ours are only needed briefly: drop the
+        # ones older than an hour, so a page left running does not fill the disk.
+        cutoff = time.time() - OUTPUT_KEEP_S
+        for old in self.output_dir.iterdir():
+            try:
+                if old.is_file() and old.stat().st_mtime < cutoff:
+                    old.unlink()
+            except OSError:
+                pass
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in src.stem)[:60] or "upload"
+        return self.output_dir / f"{self._counter:04d}_{stem}_{entry.name}{suffix}"
+
+    # ------------------------------------------------------------------ photos
+    def stylize_photo(self, photo: str | os.PathLike | None, model: str | None, painting: str | None = None,
+                      painting_upload: str | None = None, strength: float = 1.0,
+                      preserve_color: bool = False) -> Result:
+        if not photo:
+            raise AppError("upload a photo first (JPEG, PNG, WebP, ...)")
+        entry = self.model(model)
+        style = self.style_args(entry, painting, painting_upload)
+        src = Path(photo)
+        image = open_image(src)  # ImageError names the file and what is wrong with it
+        notes = []
+        if self.max_size and max(image.size) > self.max_size:
+            w, h = image.size
+            image = limit_size(image, self.max_size)
+            tile = "" if entry.path.suffix.lower() == ".onnx" else " tile=512"  # tiles need PyTorch's norm layers
+            notes.append(f"Downscaled from {w}x{h} to {image.width}x{image.height} (this page's limit, "
+                         f"max_size={self.max_size}). For the full size: `python stylize.py ckpt={entry.path} "
+                         f"input=PHOTO{tile}`")
+        t0 = time.perf_counter()
+        stylizer = self.stylizer(entry, preserve_color)
+        t1 = time.perf_counter()
+        out = stylizer(image, strength=float(strength), **style)  # Stylizer.stylize_tensor underneath
+        seconds = time.perf_counter() - t1
+        if t1 - t0 > 0.05:
+            notes.append(f"Loading the model took {t1 - t0:.1f} s (once; it stays loaded).")
+        jpeg = src.suffix.lower() in (".jpg", ".jpeg") and out.mode == "RGB"
+        dst = self._output_path(src, entry, ".jpg" if jpeg else ".png")
+        save_image_atomic(out, dst, **({"quality": self.quality} if jpeg else {}))
+        what = Path(painting_upload or painting).stem if entry.arbitrary else (painting or entry.styles[0])
+        msg = (f"**Done:** {out.width}x{out.height} in {seconds:.2f} s with **{entry.name}**"
+               + (f" ({what})" if what != entry.name else "")
+               + f": strength {float(strength):g}{', colours kept' if preserve_color else ''}; "
+               f"{entry.runtime} on {stylizer.device.type}.")
+        return Result(dst, "\n\n".join([msg, *notes]), seconds)
+
+    # ------------------------------------------------------------------ videos
+    def check_video(self, src: Path):
+        from fast_nst.video import probe_video
+
+        info = probe_video(src)  # VideoError: damaged or not a video, says what to do
+        cli = "`python stylize.py ckpt=MODEL input=CLIP output=OUT.mp4` (any length and size)"
+        if info.duration_s is not None and info.duration_s > self.video_max_seconds:
+            raise AppError(f"this clip is {info.duration_s:.1f} s long; the page takes clips up to "
+                           f"{self.video_max_seconds:g} s (video_max_seconds). Trim it, or use {cli}")
+        if max(info.width, info.height) > self.video_max_size:
+            raise AppError(f"this clip is {info.width}x{info.height}; the page takes clips up to "
+                           f"{self.video_max_size} px on the long side (video_max_size). Scale it down, or use {cli}")
+        return info
+
+    def stylize_video(self, video: str | os.PathLike | None, model: str | None, painting: str | None = None,
+                      painting_upload: str | None = None, strength: float = 1.0, preserve_color: bool = False,
+                      progress: Callable[[int, int | None], None] | None = None) -> Result:
+        from fast_nst.video import stylize_video
+
+        if not video:
+            raise AppError("upload a video first (.mp4, .mov, .webm, ...)")
+        entry = self.model(model)
+        style = self.style_args(entry, painting, painting_upload)
+        src = Path(video)
+        info = self.check_video(src)
+        stylizer = self.stylizer(entry, preserve_color)
+        strength = float(strength)
+
+        def frames(x):  # the tensor path, as stylize.py's video mode uses it
+            return stylizer.stylize_tensor(x, strength=strength, **style)
+
+        dst = self._output_path(src, entry, ".mp4")  # H.264 in MP4: every browser plays it
+        report = stylize_video(src, dst, frames, batch_size=self.batch_size, preset="veryfast",
+                               progress=(lambda p: progress(p.frames_done, p.frames_total)) if progress else None)
+        audio = "; audio " + ", ".join(report.audio) if report.audio else "; no audio"
+        msg = (f"**Done:** {report.frames} frames of {info.width}x{info.height} in {report.seconds:.1f} s "
+               f"({report.fps:.2f} frames/s) with **{entry.name}**{audio}.")
+        return Result(dst, msg, report.seconds)
+
+
+# ---------------------------------------------------------------------- the page (Gradio)
+def _as_page_error(e: Exception):
+    import gradio as gr
+
+    if isinstance(e, USER_ERRORS):
+        return gr.Error(str(e), duration=None)
+    log.exception("stylization failed")
+    return gr.Error(f"Something went wrong inside fast_nst ({type(e).__name__}: {e}); the server log has the "
+                    "details. Please report it.", duration=None)
+
+
+def build_page(studio: Studio, default_model: str | None = None):
+    """The Gradio Blocks of the page, wired to `studio`."""
+    import gradio as gr
+
+    choices = [(m.label, str(m.path)) for m in studio.models]
+    first = next((str(m.path) for m in studio.models if default_model in (m.name, str(m.path))), choices[0][1])
+
+    def preview(model_key, painting):
+        try:
+            image, caption = studio.painting_preview(studio.model(model_key), painting)
+        except Exception:  # noqa: BLE001 - a preview is decoration
+            image, caption = None, "Painting"
+        return gr.Image(value=image, label=caption)
+
+    def model_controls(model_key):
+        entry = studio.model(model_key)
+        paintings = studio.painting_choices(entry)
+        value = paintings[0][1] if paintings else None
+        return (gr.Dropdown(choices=paintings, value=value, visible=len(paintings) > 1 or entry.arbitrary,
+                            label="Painting (bundled)" if entry.arbitrary else "Painting"),
+                gr.Image(value=None, visible=entry.arbitrary),
+                preview(model_key, value))
+
+    def run_photo(photo, model_key, painting, upload, strength, keep_colors):
+        try:
+            r = studio.stylize_photo(photo, model_key, painting, upload, strength, keep_colors)
+        except Exception as e:  # noqa: BLE001 - shown on the page
+            raise _as_page_error(e) from e
+        return str(r.path), str(r.path), r.message
+
+    def run_video(video, model_key, painting, upload, strength, keep_colors, progress=gr.Progress()):
+        def report(done, total):
+            progress((done, total) if total else done, desc="frames", unit="frames")
+
+        try:
+            r = studio.stylize_video(video, model_key, painting, upload, strength, keep_colors, progress=report)
+        except Exception as e:  # noqa: BLE001 - shown on the page
+            raise _as_page_error(e) from e
+        return str(r.path), r.message
+
+    limits = (f"Photos larger than {studio.max_size} px are downscaled first; " if studio.max_size else "") + (
+        f"videos up to {studio.video_max_seconds:g} s and {studio.video_max_size} px. "
+        "`python stylize.py` has no such limits.")
+    # delete_cache: Gradio's copies of uploads and results older than an hour go, checked every 10 min
+    with gr.Blocks(title="fast_nst", analytics_enabled=False, delete_cache=(600, OUTPUT_KEEP_S)) as page:
+        gr.Markdown("## fast_nst: fast neural style transfer\nUpload a photo or a short video, pick a model "
+                    f"and a painting, press **Stylize**. {limits}")
+        if studio.problems:
+            gr.Markdown("**Skipped model files:** " + "; ".join(studio.problems))
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                model = gr.Dropdown(choices=choices, value=first, label="Model", elem_id="model")
+                painting = gr.Dropdown(label="Painting", elem_id="painting")
+                painting_upload = gr.Image(type="filepath", label="Your painting (any image)", sources=["upload"],
+                                           visible=False, height=180, elem_id="painting_upload")
+                painting_view = gr.Image(label="Painting", interactive=False, height=180, buttons=[],
+                                         elem_id="painting_view")
+                strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength (0 = the photo, 1 = full style)",
+                                     elem_id="strength")
+                keep_colors = gr.Checkbox(value=False, label="Keep the photo's colours (preserve_color)",
+                                          elem_id="preserve_color")
+            with gr.Column(scale=3):
+                with gr.Tabs():
+                    with gr.Tab("Photo", id="photo_tab"):
+                        with gr.Row():
+                            photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"],
+                                             height=420, elem_id="photo")
+                            photo_out = gr.Image(type="filepath", label="Stylized", interactive=False, height=420,
+                                                 buttons=["download", "fullscreen"], elem_id="result")
+                        photo_btn = gr.Button("Stylize", variant="primary", elem_id="stylize_photo")
+                        photo_file = gr.File(label="Download", interactive=False, elem_id="download")
+                    with gr.Tab("Video", id="video_tab"):
+                        with gr.Row():
+                            video = gr.Video(label="Video", sources=["upload"], height=360, elem_id="video")
+                            video_out = gr.Video(label="Stylized", interactive=False, height=360,
+                                                 elem_id="video_result")
+                        video_btn = gr.Button("Stylize video", variant="primary", elem_id="stylize_video")
+                status = gr.Markdown(elem_id="status")
+
+        model.change(model_controls, model, [painting, painting_upload, painting_view])
+        painting.change(preview, [model, painting], painting_view)
+        page.load(model_controls, model, [painting, painting_upload, painting_view])
+        common = [model, painting, painting_upload, strength, keep_colors]
+        photo_btn.click(run_photo, [photo, *common], [photo_out, photo_file, status])
+        video_btn.click(run_video, [video, *common], [video_out, status])
+    return page
+
+
+def serve(cfg) -> None:
+    """`python app.py`: build the page from conf/app/app.yaml's options and serve it until Ctrl-C."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
+    try:
+        import gradio as gr
+    except ImportError as e:
+        raise ConfigError("the web page needs Gradio: pip install -e '.[app]' (or pip install gradio)") from e
+
+    for key in ("max_size", "video_max_seconds", "video_max_size", "max_upload_mb"):
+        v = cfg.get(key)
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ConfigError(f"{key}={v}: must be a positive number" + (" or null" if key == "max_size" else ""))
+    studio = Studio(cfg.models_dir, device=cfg.device, max_size=cfg.max_size,
+                    video_max_seconds=cfg.video_max_seconds, video_max_size=cfg.video_max_size,
+                    batch_size=cfg.batch_size, cached_models=cfg.cached_models, quality=cfg.quality)
+    print(f"fast_nst app: {len(studio.models)} models from {cfg.models_dir}: "
+          f"{', '.join(m.name for m in studio.models)}", flush=True)
+    page = build_page(studio, cfg.get("model"))
+    # One stylization at a time: the network already uses every core, a second one would only
+    # slow both down. Others wait in the queue and the page shows their place.
+    page.queue(default_concurrency_limit=1)
+    # System fonts: the default theme fetches web fonts from the internet.
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                              font_mono=["ui-monospace", "monospace"])
+    page.launch(server_name=cfg.host, server_port=cfg.port, max_file_size=f"{cfg.max_upload_mb}mb",
+                inbrowser=False, show_error=True, theme=theme, allowed_paths=[str(studio.output_dir)],
+                footer_links=[], ssr_mode=False)
