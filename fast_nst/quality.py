@@ -62,7 +62,7 @@ class PhotoResult:
 
 
 # Bump when the L-BFGS protocol changes (optimizer settings, start images): old cached curves then miss.
-CURVE_PROTOCOL = 1
+CURVE_PROTOCOL = 2   # 2: the loss network identified by its tensors
 
 
 def _digest(data: bytes | str) -> str:
@@ -85,8 +85,14 @@ def training_objective(info, device: torch.device, style_image: str | None = Non
                                       weights=vgg_weights).to(device)
     style_img = pil_to_tensor(load_rgb(ing.painting_file, max_size=ing.loss.get("style_size")))
     perceptual.set_style([style_img.unsqueeze(0).to(device)])
-    identity = {"loss": dict(ing.loss), "loss_net": dict(ing.loss_net), "style_weight_scale": ing.style_weight_scale,
-                "vgg_weights": perceptual.encoder.weights_source, "painting": _tensor_digest(style_img)}
+    # The loss network by its tensors, not by how its weights were named: `oxford` (fetched) and a
+    # local file of the same weights, as a run and its export may record them, share curves.
+    vgg = hashlib.sha256()
+    for t in perceptual.encoder.state_dict().values():
+        vgg.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    identity = {"loss": dict(ing.loss), "loss_net": {k: v for k, v in dict(ing.loss_net).items() if k != "weights"},
+                "style_weight_scale": ing.style_weight_scale, "vgg": vgg.hexdigest(),
+                "painting": _tensor_digest(style_img)}
     return perceptual, str(ing.painting_file), identity
 
 
