@@ -66,7 +66,7 @@ def painting_losses(ckpts: list[str], photos: torch.Tensor, device: torch.device
             with torch.no_grad():
                 for who, images in (("(photo)", x), (label, stylize(x, name).to(device))):
                     per = [crit(images[i:i + 1], x[i:i + 1]) for i in range(len(x))]
-                    row = {"painting": name, "network": who, "steps": steps}
+                    row = {"painting": name, "network": who, "steps": None if who == "(photo)" else steps}
                     row.update({t: statistics.fmean(float(p[t]) for p in per) for t in TERMS})
                     rows.append(row)
     # the photo reference once per painting (identical objective for every network of a painting)
