@@ -67,3 +67,26 @@ def test_options_grid_shows_strength_and_colour(tmp_path):
     cell = lambda k: row[:, 110 + 4 + k * 84: 110 + 4 + k * 84 + 80]  # noqa: E731
     # strength 0.25 is closer to the photo than strength 1
     assert np.abs(cell(1) - cell(0)).mean() < np.abs(cell(4) - cell(0)).mean()
+
+
+def test_the_shipped_multi_style_model(tmp_path):
+    """checkpoints/six_paintings.safetensors: one network, the six zoo paintings, picked by name
+    through stylize.py; leaving out style= names the choices."""
+    import numpy as np
+
+    from fast_nst.export import read_export
+
+    info = read_export(ROOT / "checkpoints" / "six_paintings.safetensors")
+    assert info.kind == "cin" and info.style_names == ZOO
+    assert info.model_card["steps"] == 2400 and "experiment=multi_style" in info.model_card["recipe"]
+    photo = ROOT / "assets" / "photos" / "chelsea_cat.jpg"
+    outs = {}
+    for style in ("the_scream", "udnie"):
+        out = tmp_path / f"{style}.jpg"
+        r = run_script("stylize.py", "ckpt=six_paintings", f"style={style}", f"input={photo}", f"output={out}",
+                       "max_size=96")
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs[style] = np.asarray(Image.open(out).convert("RGB")).astype(float)
+    assert np.abs(outs["the_scream"] - outs["udnie"]).mean() > 10   # two different paintings
+    r = run_script("stylize.py", "ckpt=six_paintings", f"input={photo}", f"output={tmp_path / 'x.jpg'}")
+    assert r.returncode != 0 and "the_scream" in r.stderr and "shipwreck_of_the_minotaur" in r.stderr
