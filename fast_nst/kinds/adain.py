@@ -118,9 +118,8 @@ class AdaINNetwork(StyleNetwork):
         mixed by `style_weights`), long side capped at `style_size` (None: the config's)."""
         size = style_size or self.config.get("style_size")
         paintings, weights = arbitrary_paintings(self.kind, style, style_weights, style_image, size)
-        dtype = next(self.model.decoder.parameters()).dtype
         with torch.inference_mode():
-            return self.model.encode_style([p.to(self.device, dtype) for p in paintings], weights=weights)
+            return self.model.encode_style([p.to(self.device) for p in paintings], weights=weights)
 
     def forward(self, x: torch.Tensor, cond: AdaINStyle | None = None) -> torch.Tensor:
         if not isinstance(cond, AdaINStyle):

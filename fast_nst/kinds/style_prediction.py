@@ -77,7 +77,7 @@ class StylePredictor(nn.Module):
         for f in feats:
             var, mean = torch.var_mean(f.float().flatten(2), dim=2)
             pooled += [torch.log1p(mean.clamp_min(0)), torch.log1p((var + 1e-5).sqrt())]
-        return self.mlp(self.norm(torch.cat(pooled, 1)))
+        return self.mlp(self.norm(torch.cat(pooled, 1).to(self.norm.weight.dtype)))
 
 
 @register_kind
@@ -131,7 +131,8 @@ class StylePredictionNetwork(StyleNetwork, TransformerNet):
         VGG features when already computed (training reuses the style loss's)."""
         if features is None:
             with torch.no_grad():
-                features = self.style_encoder(images.float(), layers=self.encoder_layers)
+                dtype = next(self.style_encoder.parameters()).dtype  # float16 after .half() on a GPU
+                features = self.style_encoder(images.to(dtype), layers=self.encoder_layers)
         return self.predictor([features[l] for l in self.encoder_layers])
 
     def norm_parameters(self, embedding: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,7 @@ class StylePredictionNetwork(StyleNetwork, TransformerNet):
         check_strength(strength)
         if not isinstance(cond, torch.Tensor) or cond.dim() != 2:
             raise StyleChoiceError("a style_prediction network needs a painting: net.condition(style_image=...)")
-        e = cond.to(x.device, torch.float32)
+        e = cond.to(x.device, self.projection.weight.dtype)
         if strength < 1.0:
             # the photo's own embedding, per image (Ghiasi et al. sec. 4: interpolating towards it
             # weakens the stylization while staying a rendering by the network)
