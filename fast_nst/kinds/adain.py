@@ -17,7 +17,6 @@ mean/std style loss at relu1_1..relu4_1), from the frozen encoder the decoder se
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -28,8 +27,6 @@ from fast_nst.kinds import register_kind
 from fast_nst.kinds.base import StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength
 from fast_nst.models.adain import AdaIN, AdaINStyle
 from fast_nst.paintings import Painting
-
-log = logging.getLogger("fast_nst")
 
 CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "adain.yaml"
 
