@@ -30,6 +30,16 @@ def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
 
 
+def run_paintings(cfg: DictConfig) -> list[Painting]:
+    """The paintings a run's network holds: the `styles` list or the `style` group's painting.
+    None (empty) for arbitrary-style kinds (AdaIN, style prediction): their paintings are training data
+    (`styles.root`, read by the data module), and they take any painting afterwards."""
+    kind, _ = split_model_config(_plain(cfg.model))
+    if kind.arbitrary_style:
+        return []
+    return training_paintings(cfg.get("styles"), cfg.style)
+
+
 def prepare_batch(batch: Any, memory_format: torch.memory_format) -> tuple[Any, torch.Tensor]:
     """(batch with its tensors in `memory_format`, its photos). A batch is the photos tensor
     (B, 3, H, W), or for kinds whose data yields more (e.g. photos and paintings) a tuple/list
@@ -136,7 +146,7 @@ class StyleTransferModule(pl.LightningModule):
     def from_config(cls, cfg: DictConfig, paintings: list[Painting] | None = None) -> "StyleTransferModule":
         """From a composed conf/train.yaml; `paintings` default to `styles` or the `style` group."""
         if paintings is None:
-            paintings = training_paintings(cfg.get("styles"), cfg.style)
+            paintings = run_paintings(cfg)
         return cls(model=cfg.model, loss=cfg.loss, loss_net=cfg.loss_net, paintings=[p.to_dict() for p in paintings],
                    optim=cfg.optim, perf=cfg.perf, seed=cfg.seed, init_from=cfg.get("init_from"))
 

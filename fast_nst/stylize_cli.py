@@ -144,7 +144,8 @@ def run(cfg) -> int:
     validate_stylize(cfg)
     stylizer = Stylizer.load(cfg.ckpt, device=cfg.device, half=cfg.half, channels_last=cfg.channels_last,
                              preserve_color=cfg.preserve_color, tile=cfg.tile, tile_overlap=cfg.tile_overlap,
-                             tile_stats=cfg.tile_stats, tile_stats_size=cfg.tile_stats_size)
+                             tile_stats=cfg.tile_stats, tile_stats_size=cfg.tile_stats_size,
+                             style_size=cfg.style_size)
     runs = style_runs(cfg, stylizer)
     if is_video(str(cfg.input)):
         if len(runs) != 1:

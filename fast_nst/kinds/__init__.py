@@ -52,6 +52,19 @@ def get_kind(name: str) -> type[StyleNetwork]:
     return _KINDS[name]
 
 
+def pretrained_network(name: str):
+    """(network, ExportInfo) of the pretrained weights of kind `name` (e.g. "adain"), or None when
+    no kind of that name ships any."""
+    if name not in available_kinds():
+        return None
+    return get_kind(name).pretrained()
+
+
+def pretrained_kinds() -> list[str]:
+    """Kinds that `ckpt=<kind>` loads with no export file (they fetch their own weights)."""
+    return [k for k in available_kinds() if _KINDS[k].pretrained.__func__ is not StyleNetwork.pretrained.__func__]
+
+
 def split_model_config(model: Mapping) -> tuple[type[StyleNetwork], dict]:
     """conf/model/*.yaml -> (kind class, the rest of the keys: the network's own config)."""
     model = dict(model)
@@ -62,4 +75,4 @@ def split_model_config(model: Mapping) -> tuple[type[StyleNetwork], dict]:
 
 
 __all__ = ["StyleNetwork", "StyleChoiceError", "register_kind", "get_kind", "available_kinds",
-           "split_model_config"]
+           "split_model_config", "pretrained_network", "pretrained_kinds"]

@@ -19,7 +19,12 @@ training       `build_objective(loss, loss_net, vgg_pass)` -> the criterion (hol
 The defaults implement networks trained against fixed Gram targets of a list of paintings
 (Johnson's per-style net, the conditional-instance-norm multi-style net). Arbitrary-style kinds
 (AdaIN, style prediction) set `arbitrary_style = True` and override `condition`,
-`build_objective` and `training_step`.
+`build_objective` and `training_step`; their paintings are training data (the data module's
+painting folder), not part of the network, so `styles` is empty. A kind whose `stylize` has its
+own strength control sets `strength_blends = False` (strength 0 then still runs the network); one
+with its own colour control sets `own_preserve_color = True` (`stylize` then takes
+`preserve_color=`); one that ships pretrained weights overrides `pretrained()` so that
+`ckpt=<kind>` needs no export file.
 """
 
 from __future__ import annotations
@@ -66,6 +71,13 @@ class StyleNetwork(nn.Module):
     arbitrary_style: ClassVar[bool] = False
     # Each training image draws a painting (per-image targets); False: one painting for all.
     draws_styles: ClassVar[bool] = False
+    # stylize(strength) blends the output with the photo, so strength 0 is the photo itself and
+    # Stylizer skips the network. False: the kind's own control (AdaIN's alpha, style prediction's
+    # embedding interpolation), where strength 0 is a rendering of the photo by the network.
+    strength_blends: ClassVar[bool] = True
+    # stylize(..., preserve_color=) keeps the photo's colours the kind's own way (AdaIN recolours
+    # the painting first); False: Stylizer transfers luminance only after the network.
+    own_preserve_color: ClassVar[bool] = False
 
     styles: list[Painting]
     config: dict
@@ -87,6 +99,13 @@ class StyleNetwork(nn.Module):
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
         return self.state_dict()
+
+    @classmethod
+    def pretrained(cls) -> "tuple[StyleNetwork, ExportInfo] | None":
+        """(network, info) of pretrained weights the kind can fetch itself, so that
+        `Stylizer.load("<kind>")` / `stylize.py ckpt=<kind>` work with no export file; None: the
+        kind has none (it must be trained)."""
+        return None
 
     @property
     def style_names(self) -> list[str]:
@@ -203,3 +222,76 @@ def painting_tensor(p: Painting, style_size: int | None) -> torch.Tensor:
 
 def trainable(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
     return [p for p in params if p.requires_grad]
+
+
+def arbitrary_paintings(kind: str, style: Any = None,
+                        style_weights: Mapping[str, float] | Sequence[float] | None = None,
+                        style_image: Any = None, style_size: int | None = None
+                        ) -> tuple[list[torch.Tensor], list[float]]:
+    """What an arbitrary-style kind's `condition` gets from a user's choice: the paintings as
+    (1, 3, H, W) tensors in [0, 1] (long side at most `style_size`, never upscaled) and their
+    weights, summing to 1.
+
+    `style_image`: a painting file, a PIL image, a (3, H, W) / (1, 3, H, W) tensor, or a list of
+    them; `style` is accepted as one painting too (a bundled name such as "starry_night", or a
+    file). `style_weights`: one per painting, or {file stem: weight}; default equal.
+    """
+    from PIL import Image
+
+    from fast_nst.images import ImageError, limit_size, load_rgb, pil_to_tensor, to_rgb
+    from fast_nst.paintings import resolve_painting
+
+    if style is not None and style_image is not None:
+        raise StyleChoiceError("give the painting once: style_image=FILE (or style=a bundled painting name)")
+    if style is not None:
+        if style == "all":
+            raise StyleChoiceError(f"style=all: this {kind} network holds no paintings of its own to loop over; "
+                                   "give style_image=PAINTING (or a list of them)")
+        try:
+            style_image = str(resolve_painting(style).image)
+        except ImageError as e:
+            raise StyleChoiceError(f"style={style}: {e}") from None
+    if style_image is None:
+        raise StyleChoiceError(
+            f"this {kind} network takes any painting, and none was given: add style_image=PAINTING.jpg "
+            "(stylize.py), or several mixed: 'style_image=[a.jpg,b.jpg]' 'style_weights=[0.6,0.4]'")
+    items = list(style_image) if isinstance(style_image, (list, tuple)) else [style_image]
+    if not items:
+        raise StyleChoiceError("style_image=[] is empty: give at least one painting")
+    tensors, names = [], []
+    for i, item in enumerate(items):
+        if isinstance(item, torch.Tensor):
+            t = item.unsqueeze(0) if item.dim() == 3 else item
+            if t.dim() != 4 or t.shape[:2] != (1, 3):
+                raise StyleChoiceError(f"style_image {i}: a tensor must be one RGB image (3, H, W) or (1, 3, H, W) "
+                                       f"in [0, 1], got shape {tuple(item.shape)}")
+            if style_size and max(t.shape[-2:]) > style_size:
+                s = style_size / max(t.shape[-2:])
+                t = torch.nn.functional.interpolate(
+                    t.float(), size=(max(1, round(t.shape[-2] * s)), max(1, round(t.shape[-1] * s))),
+                    mode="bilinear", antialias=True, align_corners=False)
+            tensors.append(t.float())
+            names.append(f"image{i}")
+        elif isinstance(item, Image.Image):
+            tensors.append(pil_to_tensor(limit_size(to_rgb(item, (255, 255, 255)), style_size)).unsqueeze(0))
+            names.append(f"image{i}")
+        else:
+            from fast_nst.images import resolve_path
+
+            spec = str(item)
+            try:
+                path = resolve_painting(spec).image if not resolve_path(spec).is_file() else spec
+                tensors.append(pil_to_tensor(load_rgb(path, max_size=style_size)).unsqueeze(0))
+            except ImageError as e:
+                raise StyleChoiceError(f"style_image={spec}: {e}") from None
+            from pathlib import Path
+
+            names.append(Path(spec).stem)
+    if style_weights is None:
+        weights = [1.0 / len(tensors)] * len(tensors)
+    else:
+        if len(set(names)) != len(names) and isinstance(style_weights, Mapping):
+            raise StyleChoiceError(f"style_weights as {{name: weight}} needs distinct painting names, got {names}; "
+                                   "give a list, one weight per style_image")
+        weights = mixing_weights(style_weights, names)
+    return tensors, weights

