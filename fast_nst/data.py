@@ -278,8 +278,16 @@ class ResumableLoader(DataLoader):
                 "world_size": self.sampler.num_replicas}
 
     def load_state_dict(self, state: dict) -> None:
-        self.sampler.epoch = state["epoch"]
+        epoch = state["epoch"]
         batches = state["batches"] * state.get("world_size", 1) // self.sampler.num_replicas
+        if batches >= len(self):
+            # A checkpoint of an epoch's last batch: Lightning resumes it at the next epoch, but
+            # creates this loader's iterator (and draws its first batch) in FitLoop.setup_data,
+            # before on_advance_start calls set_epoch. Left at (epoch, start=all), that iterator
+            # is empty: the resumed run spent Lightning's next epoch on zero batches and read the
+            # order of the epoch after it (tests/test_killed_runs.py, resumed from step 4)
+            epoch, batches = epoch + 1, 0
+        self.sampler.epoch = epoch
         self.sampler.start = batches * self.batch_size
 
 

@@ -148,6 +148,53 @@ def test_killed_twice_then_resumed_equals_an_uninterrupted_run(tmp_path, photos_
     assert not list(killed.rglob("*.tmp")), "a temporary file was left behind"
 
 
+# -------------------------------------------------------------- resume points, fast (no VGG)
+
+
+def _fit_recording(tmp_path, name: str, photos: Path, monkeypatch, ckpt_path=None, steps: int = 10):
+    """TinyModule on the real data module and loader, a checkpoint every step (all kept), every
+    training item read recorded; returns the items."""
+    from pytorch_lightning import Trainer
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from conftest import data_module
+    from tiny_training import TinyModule
+
+    record = tmp_path / f"samples_{name}"
+    monkeypatch.setenv("FAST_NST_RECORD_SAMPLES", str(record))
+    torch.manual_seed(0)
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / name, filename="step{step:07d}", auto_insert_metric_name=False,
+                                  every_n_train_steps=1, save_top_k=-1, monitor="step", mode="max",
+                                  save_on_train_epoch_end=True)
+    trainer = Trainer(max_steps=steps, accelerator="cpu", logger=False, callbacks=[checkpoints],
+                      enable_progress_bar=False, enable_model_summary=False, check_val_every_n_epoch=None,
+                      val_check_interval=1000, plugins=[AtomicCheckpointIO()])
+    trainer.fit(TinyModule(), datamodule=data_module(root=str(photos), image_size=16, batch_size=BATCH,
+                                                     num_workers=0, min_image_size=16),
+                ckpt_path=ckpt_path)
+    assert trainer.global_step == steps
+    return _items(record)
+
+
+def test_resuming_at_an_epochs_end_or_inside_one_reads_what_the_straight_run_read(tmp_path, monkeypatch):
+    """The step-4 checkpoint closes epoch 0 (8 training photos, batch 2). Resumed from it, the
+    run read epoch 2's order instead of epoch 1's: Lightning creates the loader's iterator before
+    it sets the sampler's epoch, and the loader restored (epoch 0, every batch served), an empty
+    iterator, so Lightning's epoch 1 ran no batch."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(10):  # 10 photos, 2 held out for validation: 4 steps an epoch
+        Image.new("RGB", (24 + i, 20), (25 * i, 100, 200 - 10 * i)).save(photos / f"p{i}.png")
+    straight = _fit_recording(tmp_path, "straight", photos, monkeypatch)
+    assert len(straight) == 10 * BATCH and len(set(straight)) == len(straight)
+    for step in (4, 3, 8):  # an epoch's end, inside an epoch, the end of the next one
+        resumed = _fit_recording(tmp_path, f"from{step}", photos, monkeypatch,
+                                 ckpt_path=tmp_path / "straight" / f"step{step:07d}.ckpt")
+        assert resumed == straight[step * BATCH:], step
+
+
 # -------------------------------------------------------------- the writer itself, fast
 
 
