@@ -59,20 +59,41 @@ def _newest_step(runs: Path, since: float) -> int:
     return max(steps, default=-1)
 
 
-def _kill_after(proc: subprocess.Popen, runs: Path, step: int, rng: random.Random) -> None:
+def _step_seconds(runs: Path, since: float = 0.0) -> float | None:
+    """The shortest time between two consecutive steps' checkpoints written after `since`."""
+    times = {}
+    for p in runs.glob("step*.ckpt"):
+        try:
+            if (t := p.stat().st_mtime) >= since:
+                times[int(p.stem[4:])] = t
+        except FileNotFoundError:  # top-k rotation removed it meanwhile
+            pass
+    gaps = [times[s] - times[s - 1] for s in times if s - 1 in times and times[s] > times[s - 1]]
+    return min(gaps, default=None)
+
+
+def _kill_after(proc: subprocess.Popen, runs: Path, step: int, rng: random.Random, step_s: float) -> None:
     """SIGKILL once this process has written the checkpoint of `step` or a later one, plus a
     random part of a step, so the kill falls anywhere: in the forward pass, the optimizer step,
-    or the middle of a checkpoint write."""
+    or the middle of a checkpoint write.
+
+    `step_s`: the shortest step the uninterrupted run took; the delay is at most that (or this
+    run's own shortest step, if shorter), and every kill step leaves at least two steps to run,
+    so the kill always lands before the run ends (a fixed 0.4 s could outlast the last two steps
+    on a fast machine, and the run then finished and exported before its kill)."""
     started, deadline = time.time(), time.time() + 600
     # last.ckpt too: it is written after the step's own checkpoint, and a kill before the run's
     # first last.ckpt leaves nothing for ckpt_path=last to resume (seen with a first kill at step 1)
     while _newest_step(runs, started) < step or not (runs / "last.ckpt").exists():
         assert proc.poll() is None, "the run ended before it could be killed"
         assert time.time() < deadline
-        time.sleep(0.02)
-    time.sleep(rng.uniform(0, 0.4))
+        time.sleep(0.01)
+    own = _step_seconds(runs, started)
+    time.sleep(rng.uniform(0, min(step_s, own) if own else step_s))
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL, (
+        f"the run ended (exit {proc.returncode}) before its kill after step {step}: "
+        f"steps took {step_s:.3f} s or less")
 
 
 def _items(folder: Path) -> list[tuple[int, int]]:
@@ -86,10 +107,6 @@ def _checkpoint(path: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "KNOWN BUG, open in issue 13: a run resumed from a last.ckpt written at an epoch's end re-reads that "
-    "epoch's photo order (CI seed 233077, resumed from step 4); and a late kill can race the end of this "
-    "12-step run, which then exports. Runs every time; XPASS when the seed and timing avoid both."))
 def test_killed_twice_then_resumed_equals_an_uninterrupted_run(tmp_path, photos_dir, vgg16_weights):
     seed = int(os.environ.get("FAST_NST_KILL_SEED", random.randrange(10**6)))
     print(f"FAST_NST_KILL_SEED={seed}")
@@ -99,6 +116,8 @@ def test_killed_twice_then_resumed_equals_an_uninterrupted_run(tmp_path, photos_
     _finish(_start(photos_dir, vgg16_weights, straight, 0, resume=False), straight, 0)
     reference = _items(straight / "samples0")
     assert len(reference) >= STEPS * BATCH
+    step_s = _step_seconds(straight / "runs" / "starry_night")  # top-k keeps the last 3 steps' files
+    assert step_s is not None
 
     killed = tmp_path / "killed"
     runs = killed / "runs" / "starry_night"
@@ -107,7 +126,7 @@ def test_killed_twice_then_resumed_equals_an_uninterrupted_run(tmp_path, photos_
     resumed_from = []
     for part, step in enumerate(kill_at):
         proc = _start(photos_dir, vgg16_weights, killed, part, resume=part > 0)
-        _kill_after(proc, runs, step, rng)
+        _kill_after(proc, runs, step, rng, step_s)
         last = _checkpoint(runs / "last.ckpt")  # whole, whatever the kill interrupted
         resumed_from.append(last["global_step"])
         # step N's checkpoint is written, then last.ckpt: the kill may fall between the two
