@@ -74,6 +74,7 @@ def validate_train(cfg: DictConfig) -> None:
     problems += _positive(cfg, "data.image_size") + _positive(cfg, "data.batch_size")
     problems += _positive(cfg, "trainer.max_steps") + _positive(cfg, "optim.lr", integer=False)
     problems += _positive(cfg, "loss.style_size", allow_none=True)
+    problems += _positive(cfg, "data.max_image_pixels", allow_none=True)
     if _get(cfg, "export.dir") is not None:
         problems += _writable_dir("export.dir", cfg.export.dir)
     _raise(problems)
@@ -82,6 +83,7 @@ def validate_train(cfg: DictConfig) -> None:
 def validate_stylize(cfg: DictConfig) -> None:
     _get(cfg, "ckpt"), _get(cfg, "input")  # required values first
     problems = _positive(cfg, "max_size", allow_none=True) + _positive(cfg, "batch_size")
+    problems += _positive(cfg, "max_pixels", allow_none=True)
     q = _get(cfg, "quality")
     if q is not None and not (isinstance(q, int) and 1 <= q <= 100):
         problems.append(f"quality={q}: JPEG quality must be an integer from 1 to 100")
