@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fast_nst.paths import PROJECT_ROOT
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
 # The decoders PIL may use. Anything else is refused, whatever its name: some PIL plugins hand the
 # file to other programs (EPS runs Ghostscript) or read formats no photo comes in. (Camera JPEGs
@@ -21,7 +23,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", "
 PIL_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "PPM", "GIF")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 WHITE = (255, 255, 255)
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ImageError(ValueError):
