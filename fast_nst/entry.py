@@ -32,15 +32,10 @@ def run_stylize(cfg: DictConfig) -> None:
 
 
 def run_optimize(cfg: DictConfig) -> None:
-    from fast_nst.images import ImageError
-    from fast_nst.models.weights import VGGWeightsError
+    from fast_nst.cli import run_cli
     from fast_nst.optimize_cli import run
 
-    try:
-        run(cfg)
-    except (ImageError, VGGWeightsError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(lambda: run(cfg))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")

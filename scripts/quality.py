@@ -17,21 +17,30 @@ def _fmt(v) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf/optimize", config_name="quality")
 def main(cfg: DictConfig) -> None:
+    from fast_nst.cli import run_cli
+
+    run_cli(lambda: run(cfg))  # exit 2 for bad options, one line, like train.py / stylize.py
+
+
+def run(cfg: DictConfig) -> None:
     from rich.console import Console
 
-    from fast_nst.quality import TERMS, evaluate, pick_photos, plot, write_json
+    from fast_nst.errors import ConfigError, MissingPathError
+    from fast_nst.images import resolve_path
+    from fast_nst.quality import QUALITY_INITS, TERMS, evaluate, pick_photos, plot, write_json
     from fast_nst.stylizer import find_checkpoint, pick_device
+    from fast_nst.validate import validate_quality
 
     console = Console(stderr=True, soft_wrap=True)
     inits = tuple(str(i) for i in cfg.init) if isinstance(cfg.init, ListConfig) else (str(cfg.init),)
+    validate_quality(cfg, inits, QUALITY_INITS)
+    ckpt = Path(cfg.ckpt) if str(cfg.ckpt).endswith(".ckpt") else find_checkpoint(cfg.ckpt)
+    if not ckpt.is_file():
+        raise MissingPathError(f"ckpt={cfg.ckpt}: no such file")
     try:
-        ckpt = Path(cfg.ckpt) if str(cfg.ckpt).endswith(".ckpt") else find_checkpoint(cfg.ckpt)
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"ckpt={cfg.ckpt}: no such file")
-        photos = pick_photos(Path(cfg.photos).expanduser(), cfg.num_photos)
-    except (FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error[/]: {e}")
-        sys.exit(2)
+        photos = pick_photos(resolve_path(cfg.photos), cfg.num_photos)
+    except FileNotFoundError as e:  # the folder holds no images
+        raise ConfigError(str(e)) from e
     device = pick_device(cfg.device)
     console.print(f"quality: {ckpt} on {len(photos)} photos from {cfg.photos} at {cfg.size} px, "
                   f"L-BFGS from {'+'.join(inits)}, budget {cfg.iterations}, device {device}")
@@ -45,9 +54,8 @@ def main(cfg: DictConfig) -> None:
                           report_at=tuple(cfg.report_at or ()), style_image=cfg.style_image,
                           vgg_weights=cfg.vgg_weights, stop_early=cfg.stop_early, seed=cfg.seed,
                           progress=progress, style=cfg.style)
-    except ValueError as e:
-        console.print(f"[red]error[/]: {e}")
-        sys.exit(2)
+    except ValueError as e:  # evaluate's own argument checks: init, a .ckpt of another kind, style=
+        raise ConfigError(str(e)) from e
     out_dir = Path(cfg.output) if cfg.output else Path("outputs") / "quality" / str(report["style"])
     write_json(report, out_dir / "quality.json")
     plot(report, out_dir / "quality.png")
