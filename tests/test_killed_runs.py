@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -47,13 +48,21 @@ def _finish(proc: subprocess.Popen, out: Path, part: int) -> None:
     assert proc.wait(timeout=600) == 0, (out / f"train{part}.log").read_text()[-4000:]
 
 
+def _step_of(p: Path) -> int:
+    """step0000002.ckpt, or step0000002-v1.ckpt: a resumed run redoing a step whose checkpoint the
+    killed run had written (killed between that and last.ckpt) gets Lightning's version suffix."""
+    m = re.fullmatch(r"step(\d+)(?:-v\d+)?", p.stem)
+    assert m, p
+    return int(m.group(1))
+
+
 def _newest_step(runs: Path, since: float) -> int:
     """The newest periodic checkpoint written after `since` (earlier parts left their own)."""
     steps = []
     for p in runs.glob("step*.ckpt"):
         try:
             if p.stat().st_mtime >= since:
-                steps.append(int(p.stem[4:]))
+                steps.append(_step_of(p))
         except FileNotFoundError:  # top-k rotation removed it meanwhile
             pass
     return max(steps, default=-1)
@@ -65,7 +74,7 @@ def _step_seconds(runs: Path, since: float = 0.0) -> float | None:
     for p in runs.glob("step*.ckpt"):
         try:
             if (t := p.stat().st_mtime) >= since:
-                times[int(p.stem[4:])] = t
+                times[_step_of(p)] = t
         except FileNotFoundError:  # top-k rotation removed it meanwhile
             pass
     gaps = [times[s] - times[s - 1] for s in times if s - 1 in times and times[s] > times[s - 1]]
