@@ -1,7 +1,5 @@
 """Stylize one photo by pixel optimisation (Gatys et al. 2016): python optimize.py content=IMG style=PAINTING
-(see conf/optimize/)."""
-
-import sys
+(see conf/optimize/). Installed, the same is `fast-nst-optimize` (fast_nst/entry.py)."""
 
 import hydra
 from omegaconf import DictConfig
@@ -9,15 +7,9 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf/optimize", config_name="optimize")
 def main(cfg: DictConfig) -> None:
-    from fast_nst.images import ImageError
-    from fast_nst.models.weights import VGGWeightsError
-    from fast_nst.optimize_cli import run
+    from fast_nst.entry import run_optimize
 
-    try:
-        run(cfg)
-    except (ImageError, VGGWeightsError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_optimize(cfg)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
-"""Stylize images with an exported network: python stylize.py ckpt=NAME input=IMG (see conf/stylize/stylize.yaml)."""
-
-import sys
+"""Stylize images with an exported network: python stylize.py ckpt=NAME input=IMG (see conf/stylize/stylize.yaml).
+Installed, the same is `fast-nst-stylize` (fast_nst/entry.py)."""
 
 import hydra
 from omegaconf import DictConfig
@@ -8,12 +7,9 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf/stylize", config_name="stylize")
 def main(cfg: DictConfig) -> None:
-    from fast_nst.cli import EXIT_FAILURE, run_cli
-    from fast_nst.stylize_cli import run
+    from fast_nst.entry import run_stylize
 
-    failed = run_cli(lambda: run(cfg))
-    if failed:
-        sys.exit(EXIT_FAILURE)
+    run_stylize(cfg)
 
 
 if __name__ == "__main__":

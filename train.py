@@ -1,4 +1,5 @@
-"""Train a per-style network: python train.py style=starry_night (see conf/train.yaml, --help)."""
+"""Train a per-style network: python train.py style=starry_night (see conf/train.yaml, --help).
+Installed, the same is `fast-nst-train` (fast_nst/entry.py)."""
 
 import hydra
 from omegaconf import DictConfig
@@ -6,10 +7,9 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    from fast_nst.cli import run_cli
-    from fast_nst.train import train
+    from fast_nst.entry import run_train
 
-    run_cli(lambda: train(cfg))
+    run_train(cfg)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from fast_nst.errors import ConfigError, MissingPathError
-from fast_nst.images import (IMAGE_EXTENSIONS, WHITE, ImageError, ImageHeader, list_images, load_rgb,
-                             pil_to_tensor, read_header, resolve_path)
+from fast_nst.images import (IMAGE_EXTENSIONS, WHITE, ImageError, ImageHeader, PixelLimit, list_images,
+                             load_rgb, pil_to_tensor, read_header, resolve_path)
 
 DECODERS = ("pil", "torchvision")
 
@@ -88,18 +88,26 @@ def tv_resize_crop(x: torch.Tensor, size: int, rng: random.Random | None) -> tor
     return x[:, cy:cy + size, cx:cx + size]
 
 
+def pixel_limit(max_pixels: int | None) -> PixelLimit | None:
+    """data.max_image_pixels as the PixelLimit of a training photo (None: PIL's own bomb check)."""
+    if max_pixels is None:
+        return None
+    return PixelLimit(max_pixels, "data.max_image_pixels", "or downscale the photo: training crops are "
+                      "data.image_size px, so a smaller copy trains the same")
+
+
 def load_crop(path: Path, size: int, seed: int | None, decoder: str = "pil",
-              min_size: int = 1) -> torch.Tensor:
+              min_size: int = 1, max_pixels: int | None = None) -> torch.Tensor:
     """One training/validation crop as float (3, size, size) in [0, 1]; ImageError if unusable.
 
     The header is checked first (readable, a supported format, not a decompression bomb, short
-    side >= `min_size`), so no decoder ever allocates a bomb's pixels. The picture is the one a
+    side >= `min_size`, at most `max_pixels` pixels), so no decoder ever allocates a bomb's pixels. The picture is the one a
     viewer shows: EXIF rotation applied, transparency over white, 16-bit scaled by 65535, CMYK and
     palettes in RGB, the first frame of an animation. With decoder="torchvision", plain 8-bit
     JPEG/WebP stills go through torchvision.io and everything else, or anything it fails on,
     through PIL.
     """
-    header = read_header(path, min_size)
+    header = read_header(path, min_size, pixel_limit(max_pixels))
     if decoder == "torchvision" and _torchvision_reads(header):
         try:
             x = tv_resize_crop(_tv_decode(header.path), size, random.Random(seed) if seed is not None else None)
@@ -107,7 +115,8 @@ def load_crop(path: Path, size: int, seed: int | None, decoder: str = "pil",
         except (RuntimeError, ValueError, OSError):
             pass  # PIL either reads it or raises the ImageError that names the problem
     rng = random.Random(seed) if seed is not None else None
-    return pil_to_tensor(resize_crop(load_rgb(header.path, background=WHITE), size, rng))
+    return pil_to_tensor(resize_crop(load_rgb(header.path, background=WHITE, limit=pixel_limit(max_pixels)),
+                                     size, rng))
 
 
 class SkipLog:
@@ -154,17 +163,18 @@ class PhotoDataset(Dataset):
     An unusable file (see `load_crop`) is skipped: the next file stands in (the same one every
     time, so data order stays a function of the seed), the file is named in a warning once per
     process and recorded in `skips`, so one bad JPEG in 118k never stops a run. `decoder`: "pil"
-    or "torchvision"; `min_size`: files with a shorter short side are unusable.
+    or "torchvision"; `min_size`: files with a shorter short side are unusable, and so are files
+    over `max_pixels` pixels.
     """
 
     def __init__(self, files: list[Path], image_size: int, decoder: str = "pil", min_size: int = 1,
-                 skips: SkipLog | None = None):
+                 skips: SkipLog | None = None, max_pixels: int | None = None):
         if not files:
             raise ValueError("PhotoDataset got no files")
         if decoder not in DECODERS:
             raise ValueError(f"data.decoder must be one of {DECODERS}, got {decoder!r}")
         self.files, self.image_size, self.decoder = list(files), image_size, decoder
-        self.min_size, self.skips = min_size, skips
+        self.min_size, self.skips, self.max_pixels = min_size, skips, max_pixels
         self.bad: set[Path] = set()
         # FAST_NST_RECORD_SAMPLES=DIR: append "file-index crop-seed" per training item read to
         # DIR/rank<R>.txt (tests check that DDP ranks read disjoint shards and resumes re-read
@@ -182,7 +192,7 @@ class PhotoDataset(Dataset):
             if path in self.bad:
                 continue
             try:
-                x = load_crop(path, self.image_size, seed, self.decoder, self.min_size)
+                x = load_crop(path, self.image_size, seed, self.decoder, self.min_size, self.max_pixels)
             except ImageError as e:
                 self.bad.add(path)
                 last_error = e
@@ -278,8 +288,16 @@ class ResumableLoader(DataLoader):
                 "world_size": self.sampler.num_replicas}
 
     def load_state_dict(self, state: dict) -> None:
-        self.sampler.epoch = state["epoch"]
+        epoch = state["epoch"]
         batches = state["batches"] * state.get("world_size", 1) // self.sampler.num_replicas
+        if batches >= len(self):
+            # A checkpoint of an epoch's last batch: Lightning resumes it at the next epoch, but
+            # creates this loader's iterator (and draws its first batch) in FitLoop.setup_data,
+            # before on_advance_start calls set_epoch. Left at (epoch, start=all), that iterator
+            # is empty: the resumed run spent Lightning's next epoch on zero batches and read the
+            # order of the epoch after it (tests/test_killed_runs.py, resumed from step 4)
+            epoch, batches = epoch + 1, 0
+        self.sampler.epoch = epoch
         self.sampler.start = batches * self.batch_size
 
 
@@ -293,14 +311,15 @@ def loader_kwargs(num_workers: int, pin_memory: bool = True, persistent_workers:
     return kw
 
 
-def scan_images(files: list[Path], min_size: int = 1) -> tuple[list[Path], list[tuple[Path, str]]]:
+def scan_images(files: list[Path], min_size: int = 1,
+                max_pixels: int | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Header check of every file (`read_header`: PIL reads only the header, about a millisecond
     a file). Returns (usable files, [(unusable file, reason)]). A truncated file passes: only
     decoding finds it, and the loader then skips it."""
     good, bad = [], []
     for p in files:
         try:
-            read_header(p, min_size)
+            read_header(p, min_size, pixel_limit(max_pixels))
             good.append(p)
         except ImageError as e:
             bad.append((p, str(e)))
@@ -326,8 +345,8 @@ class PhotoDataModule(pl.LightningDataModule):
 
     Every argument is required: the defaults and their comments live in conf/data/bundled.yaml
     (the other data configs extend it); build one with `hydra.utils.instantiate(cfg.data, seed=...)`.
-    Unusable files (unreadable, truncated, not an image, a decompression bomb, a short side under
-    `min_image_size`) are skipped and recorded in `skip_log`, whether the header check at start
+    Unusable files (unreadable, truncated, not an image, over `max_image_pixels` (decompression
+    bombs among them), a short side under `min_image_size`) are skipped and recorded in `skip_log`, whether the header check at start
     (`check_images`) or the loader found them; `skipped` lists them as "path: reason".
     `fast_nst.data_report.SkippedImagesReport` reports them per epoch and to the logger.
     """
@@ -350,6 +369,7 @@ class PhotoDataModule(pl.LightningDataModule):
         prefetch_factor: int | None,
         decoder: str,
         min_image_size: int,
+        max_image_pixels: int | None,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -366,7 +386,7 @@ class PhotoDataModule(pl.LightningDataModule):
         """`files` less those whose header is unusable (recorded and logged) when check_images."""
         if not self.hparams.check_images:
             return files
-        good, bad = scan_images(files, self.hparams.min_image_size)
+        good, bad = scan_images(files, self.hparams.min_image_size, self.hparams.max_image_pixels)
         for path, reason in bad:
             self.skip_log.record(path, reason)
         if bad:
@@ -412,7 +432,8 @@ class PhotoDataModule(pl.LightningDataModule):
             skipped = f" ({len(self.skipped)} unusable files skipped)" if self.skipped else ""
             raise ConfigError(f"data.root={hp.root}: found {len(train)} usable training images{skipped}, "
                              f"fewer than data.batch_size={hp.batch_size}; add photos or lower the batch size")
-        make = lambda fs: PhotoDataset(fs, hp.image_size, hp.decoder, hp.min_image_size, self.skip_log)  # noqa: E731
+        make = lambda fs: PhotoDataset(fs, hp.image_size, hp.decoder, hp.min_image_size, self.skip_log,  # noqa: E731
+                                       hp.max_image_pixels)
         self.train_set = make(train)
         self.val_set = make(val) if val else None
         self._require_one_readable(self.train_set, root, len(found))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fast_nst.paths import PROJECT_ROOT
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
 # The decoders PIL may use. Anything else is refused, whatever its name: some PIL plugins hand the
 # file to other programs (EPS runs Ghostscript) or read formats no photo comes in. (Camera JPEGs
@@ -20,7 +23,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", "
 PIL_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "PPM", "GIF")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 WHITE = (255, 255, 255)
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ImageError(ValueError):
@@ -48,22 +50,64 @@ def _existing_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def _open_lazy(p: Path) -> Image.Image:
-    """`Image.open` (header only) with the format allow-list. A picture over PIL's decompression-
-    bomb limit (2 x Image.MAX_IMAGE_PIXELS, 179 Mpx) is refused before any pixel is allocated;
-    under it PIL only warns, and 100 Mpx camera photos are real, so that warning is silenced."""
+@dataclass(frozen=True)
+class PixelLimit:
+    """The largest picture decoded, in stored pixels (width x height), set by a config `option`.
+    `pixels=None`: no limit at all (PIL's own bomb check lifted too). `advice` ends the error:
+    what else to try besides raising the option."""
+    pixels: int | None
+    option: str
+    advice: str = ""
+
+
+class ImageTooLarge(ImageError):
+    """Over a PixelLimit (or PIL's decompression-bomb limit); refused before any pixel is decoded."""
+
+
+# PIL's bomb check reads the module-global Image.MAX_IMAGE_PIXELS; a PixelLimit replaces it for
+# one Image.open (header only, microseconds), under this lock so concurrent opens see either
+# PIL's value or their own.
+_PIL_GLOBALS = threading.Lock()
+
+
+def _too_large(p: Path, width: int, height: int, limit: PixelLimit) -> ImageTooLarge:
+    n = width * height
+    return ImageTooLarge(
+        f"{p}: too large to decode: {width}x{height} px = {n / 1e6:.1f} Mpx, over the limit of "
+        f"{limit.pixels / 1e6:.1f} Mpx ({limit.option}={limit.pixels}); decoded it would take "
+        f"{n * 3 / 2**30:.1f} GiB as 8-bit RGB before any processing, and a header claiming that "
+        f"many pixels can be a decompression bomb. If the picture is genuine, raise the limit "
+        f"({limit.option}={-(-n // 1_000_000) * 1_000_000}){'; ' + limit.advice if limit.advice else ''}")
+
+
+def _open_lazy(p: Path, limit: PixelLimit | None = None) -> Image.Image:
+    """`Image.open` (header only) with the format allow-list.
+
+    With a `limit`, a picture over `limit.pixels` is refused with an ImageTooLarge naming the file
+    and `limit.option`, before any pixel is allocated (PIL's own bomb warning, from 89 Mpx, and
+    error, from 179 Mpx, give way to it). Without one, PIL's error is an ImageTooLarge too, and its
+    warning is silenced (100 Mpx camera photos are real)."""
     Image.init()  # registers every plugin, so the allow-list names known formats (once; cheap after)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _PIL_GLOBALS:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        if limit is not None:
+            Image.MAX_IMAGE_PIXELS = None  # our check below, with its own option named, instead
         try:
-            return Image.open(p, formats=PIL_FORMATS)
+            im = Image.open(p, formats=PIL_FORMATS)
         except Image.DecompressionBombError as e:
-            raise ImageError(f"{p}: too large to decode safely ({e}); downscale it or remove it") from e
+            raise ImageTooLarge(f"{p}: too large to decode safely ({e}); downscale it or remove it") from e
         except UnidentifiedImageError as e:
             raise ImageError(f"{p}: not an image in a supported format ({', '.join(PIL_FORMATS)}); "
                              "re-save it as JPEG/PNG or remove it") from e
         except Exception as e:  # PIL raises many types for bad data
             raise _decode_error(p, e) from e
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    if limit is not None and limit.pixels is not None and im.width * im.height > limit.pixels:
+        im.close()
+        raise _too_large(p, im.width, im.height, limit)
+    return im
 
 
 def _decode_error(p: Path, e: Exception) -> ImageError:
@@ -86,11 +130,12 @@ class ImageHeader:
     transparency: bool  # an alpha channel or a transparent palette entry / colour
 
 
-def read_header(path: str | os.PathLike, min_size: int = 1) -> ImageHeader:
+def read_header(path: str | os.PathLike, min_size: int = 1, limit: PixelLimit | None = None) -> ImageHeader:
     """Header check, cheap enough for every file of a dataset. Raises ImageError for a missing,
-    empty, unreadable, unsupported or too large file, or one whose short side is under `min_size`."""
+    empty, unreadable or unsupported file, one over `limit` (see `_open_lazy`), or one whose short
+    side is under `min_size`."""
     p = _existing_file(path)
-    with _open_lazy(p) as im:
+    with _open_lazy(p, limit) as im:
         h = ImageHeader(p, im.format, im.mode, im.width, im.height, getattr(im, "n_frames", 1),
                         "A" in im.getbands() or "transparency" in im.info)
     if min(h.width, h.height) < min_size:
@@ -99,11 +144,11 @@ def read_header(path: str | os.PathLike, min_size: int = 1) -> ImageHeader:
     return h
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+def open_image(path: str | os.PathLike, limit: PixelLimit | None = None) -> Image.Image:
     """Decode with EXIF orientation applied, in the file's own mode (the first frame of an
-    animation). Raises ImageError with a specific message."""
+    animation). Raises ImageError with a specific message (ImageTooLarge over `limit`)."""
     p = _existing_file(path)
-    im = _open_lazy(p)
+    im = _open_lazy(p, limit)
     try:
         with im:  # closes the file; the pixels live on in the copy returned
             im.load()
@@ -138,10 +183,10 @@ def to_rgb(im: Image.Image, background: tuple[int, int, int] | None = None) -> I
 
 
 def load_rgb(path: str | os.PathLike, max_size: int | None = None,
-             background: tuple[int, int, int] = WHITE) -> Image.Image:
+             background: tuple[int, int, int] = WHITE, limit: PixelLimit | None = None) -> Image.Image:
     """The picture as a viewer shows it: EXIF-rotated, transparency over `background`, RGB.
     Any failure, decoding or converting, is an ImageError naming the file."""
-    im = open_image(path)
+    im = open_image(path, limit)
     try:
         im = to_rgb(im, background)
     except Exception as e:

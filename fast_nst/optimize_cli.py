@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fast_nst.color import luminance_image, recolour
 from fast_nst.gatys import GatysObjective, initial_image, optimize_pixels
-from fast_nst.images import load_rgb, pil_to_tensor, resolve_path, save_image_atomic, tensor_to_pil
+from fast_nst.errors import ConfigError, FastNSTError
+from fast_nst.images import ImageError, load_rgb, pil_to_tensor, resolve_path, save_image_atomic, tensor_to_pil
 from fast_nst.losses import PerceptualLoss
 from fast_nst.paintings import locate_painting, resolve_painting
 from fast_nst.stylizer import pick_device
@@ -38,27 +39,34 @@ def default_output(content: Path, styles: list[Path], preserve_color: bool) -> P
 
 
 def run(cfg: DictConfig) -> Path:
+    """Raises ConfigError (exit 2) for bad options, found before any slow work, and FastNSTError
+    (exit 1) for a photo or painting that cannot be read; anything else is a bug and keeps its
+    traceback."""
+    from fast_nst.models.weights import VGGWeightsError
+    from fast_nst.validate import validate_optimize
+
+    validate_optimize(cfg)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     content_path = resolve_path(cfg.content)
     style_paths = [resolve_style(str(s)) for s in _as_list(cfg.style)]
-    if not style_paths:
-        raise ValueError("style= is empty; give at least one painting")
     blend = [float(b) for b in _as_list(cfg.style_blend)] or None
-    if blend is not None and len(blend) != len(style_paths):
-        raise ValueError(f"style_blend has {len(blend)} weights for {len(style_paths)} styles; give one per style")
-    if cfg.image_size < 16:
-        raise ValueError(f"image_size={cfg.image_size} is too small for VGG; use 64 or more")
 
-    content = pil_to_tensor(load_rgb(content_path, cfg.image_size)).unsqueeze(0).to(device)
-    if max(content.shape[-2:]) < cfg.image_size:
-        log.info("content %s is smaller than image_size=%d; using its own size %s",
-                 content_path, cfg.image_size, tuple(content.shape[-2:]))
-    style_size = max(16, round(cfg.style_scale * max(content.shape[-2:])))
-    styles = [pil_to_tensor(load_rgb(p, style_size)).unsqueeze(0).to(device) for p in style_paths]
+    try:
+        content = pil_to_tensor(load_rgb(content_path, cfg.image_size)).unsqueeze(0).to(device)
+        if max(content.shape[-2:]) < cfg.image_size:
+            log.info("content %s is smaller than image_size=%d; using its own size %s",
+                     content_path, cfg.image_size, tuple(content.shape[-2:]))
+        style_size = max(16, round(cfg.style_scale * max(content.shape[-2:])))
+        styles = [pil_to_tensor(load_rgb(p, style_size)).unsqueeze(0).to(device) for p in style_paths]
+    except ImageError as e:
+        raise FastNSTError(str(e)) from e
 
-    perceptual = PerceptualLoss.build(OmegaConf.to_container(cfg.loss, resolve=True),
-                                      OmegaConf.to_container(cfg.loss_net, resolve=True)).to(device)
+    try:
+        perceptual = PerceptualLoss.build(OmegaConf.to_container(cfg.loss, resolve=True),
+                                          OmegaConf.to_container(cfg.loss_net, resolve=True)).to(device)
+    except VGGWeightsError as e:  # the weights loss_net.weights names could not be had
+        raise ConfigError(str(e)) from e
     encoder = perceptual.encoder
     target = content
     if cfg.preserve_color:

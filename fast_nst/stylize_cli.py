@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fast_nst.images import ImageError, IMAGE_EXTENSIONS, limit_size, list_images, open_image, save_image_atomic
+from fast_nst.images import (ImageError, IMAGE_EXTENSIONS, PixelLimit, limit_size, list_images, open_image,
+                             save_image_atomic)
 from fast_nst.errors import ConfigError, MissingPathError
 from fast_nst.stylizer import Stylizer
 from fast_nst.validate import validate_stylize
@@ -174,6 +175,8 @@ def _stylize_files(cfg, stylizer: Stylizer, files: list[Path], base: Path | None
                   + f" on {stylizer.device}: {len(todo)} image(s)"
                   + (f" ({len(files) - len(todo)} already done)" if len(todo) < len(files) else ""))
     failed: list[str] = []
+    limit = PixelLimit(cfg.max_pixels, "max_pixels",
+                       "with tile=512 stylizing it keeps memory bounded, or max_size= downscales it after decoding")
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=console, disable=len(todo) < 2) as progress:
@@ -183,7 +186,7 @@ def _stylize_files(cfg, stylizer: Stylizer, files: list[Path], base: Path | None
             by_size: dict[tuple, list] = defaultdict(list)
             for f, o in chunk:
                 try:
-                    im = limit_size(open_image(f), cfg.max_size)
+                    im = limit_size(open_image(f, limit), cfg.max_size)
                     by_size[im.size].append((im, o))
                 except ImageError as e:
                     failed.append(str(e))

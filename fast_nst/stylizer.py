@@ -27,10 +27,10 @@ from PIL import Image
 from fast_nst.color import finish
 from fast_nst.export import ExportInfo, load_network
 from fast_nst.errors import MissingPathError
-from fast_nst.images import ImageError, limit_size, open_image, pil_to_tensor, tensor_to_pil, to_rgb
+from fast_nst.images import PROJECT_ROOT, ImageError, limit_size, open_image, pil_to_tensor, tensor_to_pil, to_rgb
 from fast_nst.kinds.base import StyleNetwork, check_strength
 
-CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+CHECKPOINT_DIR = PROJECT_ROOT / "checkpoints"  # the shipped models: the checkout's, or the installed copy
 
 
 def pick_device(device: str = "auto") -> torch.device:

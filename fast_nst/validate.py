@@ -74,6 +74,7 @@ def validate_train(cfg: DictConfig) -> None:
     problems += _positive(cfg, "data.image_size") + _positive(cfg, "data.batch_size")
     problems += _positive(cfg, "trainer.max_steps") + _positive(cfg, "optim.lr", integer=False)
     problems += _positive(cfg, "loss.style_size", allow_none=True)
+    problems += _positive(cfg, "data.max_image_pixels", allow_none=True)
     if _get(cfg, "export.dir") is not None:
         problems += _writable_dir("export.dir", cfg.export.dir)
     _raise(problems)
@@ -82,7 +83,7 @@ def validate_train(cfg: DictConfig) -> None:
 def validate_stylize(cfg: DictConfig) -> None:
     _get(cfg, "ckpt"), _get(cfg, "input")  # required values first
     problems = _positive(cfg, "max_size", allow_none=True) + _positive(cfg, "batch_size")
-    problems += _positive(cfg, "style_size", allow_none=True)
+    problems += _positive(cfg, "style_size", allow_none=True) + _positive(cfg, "max_pixels", allow_none=True)
     q = _get(cfg, "quality")
     if q is not None and not (isinstance(q, int) and 1 <= q <= 100):
         problems.append(f"quality={q}: JPEG quality must be an integer from 1 to 100")
@@ -90,4 +91,61 @@ def validate_stylize(cfg: DictConfig) -> None:
     if out is not None:
         folder = Path(str(out)).parent if Path(str(out)).suffix.lower() in IMAGE_EXTENSIONS else Path(str(out))
         problems += _writable_dir("output", folder)
+    _raise(problems)
+
+
+def _output_folder(cfg: DictConfig, key: str, is_file: bool) -> list[str]:
+    out = _get(cfg, key)
+    if out is None:
+        return []
+    return _writable_dir(key, Path(str(out)).parent if is_file else Path(str(out)))
+
+
+def validate_optimize(cfg: DictConfig) -> None:
+    """optimize.py: the photo and paintings exist, sizes and counts are positive, one blend weight
+    per painting, a writable output folder; before the VGG loads."""
+    from fast_nst.images import ImageError
+    from fast_nst.paintings import locate_painting, resolve_painting
+
+    problems: list[str] = []
+    content = _get(cfg, "content")
+    if content is not None and not resolve_path(content).is_file():
+        problems.append(f"content={content}: no such file (looked in {resolve_path(content)}); give a photo")
+    styles = _get(cfg, "style")
+    styles = [] if styles is None else list(styles) if OmegaConf.is_list(styles) else [styles]
+    if not styles:
+        problems.append("style= is empty; give at least one painting")
+    for s in styles:
+        try:
+            locate_painting(resolve_painting(str(s)))
+        except (ImageError, FileNotFoundError, ValueError) as e:
+            problems.append(str(e))
+    blend = _get(cfg, "style_blend")
+    if blend is not None and styles and len(list(blend)) != len(styles):
+        problems.append(f"style_blend has {len(list(blend))} weights for {len(styles)} styles; give one per style")
+    size = _get(cfg, "image_size")
+    if isinstance(size, int) and not isinstance(size, bool) and 0 < size < 16:
+        problems.append(f"image_size={size} is too small for VGG; use 64 or more")
+    problems += _positive(cfg, "image_size") + _positive(cfg, "iterations")
+    problems += _positive(cfg, "style_scale", integer=False)
+    problems += _output_folder(cfg, "output", is_file=True)
+    _raise(problems)
+
+
+def validate_quality(cfg: DictConfig, inits: tuple[str, ...], known_inits: tuple[str, ...]) -> None:
+    """scripts/quality.py: the photo folder exists, `init` is known, sizes and counts are positive,
+    a writable output folder; before the network or the VGG loads."""
+    problems: list[str] = []
+    unknown = [i for i in inits if i not in known_inits]
+    if unknown or not inits:
+        problems.append(f"init={list(inits)}: must be one or more of {list(known_inits)}")
+    photos = _get(cfg, "photos")
+    if photos is not None and not resolve_path(photos).is_dir():
+        problems.append(f"photos={photos}: no such folder (looked in {resolve_path(photos)}); "
+                        "point photos at a folder of photos")
+    problems += _positive(cfg, "size") + _positive(cfg, "iterations")
+    n = _get(cfg, "num_photos")
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 0):
+        problems.append(f"num_photos={n}: must be 0 (all) or a positive integer")
+    problems += _output_folder(cfg, "output", is_file=False)
     _raise(problems)

@@ -17,19 +17,31 @@ def _fmt(v) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf/optimize", config_name="quality")
 def main(cfg: DictConfig) -> None:
+    from fast_nst.cli import run_cli
+
+    run_cli(lambda: run(cfg))  # exit 2 for bad options, one line, like train.py / stylize.py
+
+
+def run(cfg: DictConfig) -> None:
     from rich.console import Console
 
-    from fast_nst.quality import pick_photos, write_json
+    from fast_nst.errors import ConfigError, MissingPathError
+    from fast_nst.images import resolve_path
+    from fast_nst.quality import QUALITY_INITS, pick_photos, write_json
     from fast_nst.stylizer import find_checkpoint, pick_device
+    from fast_nst.validate import validate_quality
 
     console = Console(stderr=True, soft_wrap=True)
     inits = tuple(str(i) for i in cfg.init) if isinstance(cfg.init, ListConfig) else (str(cfg.init),)
+    validate_quality(cfg, inits, QUALITY_INITS)
     try:
         ckpts = checkpoints_to_evaluate(str(cfg.ckpt), find_checkpoint)
-        photos = pick_photos(Path(cfg.photos).expanduser(), cfg.num_photos)
-    except (FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error[/]: {e}")
-        sys.exit(2)
+    except FileNotFoundError as e:
+        raise MissingPathError(str(e)) from e
+    try:
+        photos = pick_photos(resolve_path(cfg.photos), cfg.num_photos)
+    except FileNotFoundError as e:  # the folder holds no images
+        raise ConfigError(str(e)) from e
     device = pick_device(cfg.device)
     over_training = []
     for ckpt in ckpts:
@@ -68,6 +80,7 @@ def checkpoints_to_evaluate(ckpt: str, find_checkpoint) -> list[Path]:
 
 
 def evaluate_one(cfg: DictConfig, ckpt: Path, photos, inits, device, console, per_checkpoint: bool) -> dict:
+    from fast_nst.errors import ConfigError
     from fast_nst.quality import TERMS, evaluate, plot, write_json
 
     console.print(f"quality: {ckpt} on {len(photos)} photos from {cfg.photos} at {cfg.size} px, "
@@ -82,9 +95,8 @@ def evaluate_one(cfg: DictConfig, ckpt: Path, photos, inits, device, console, pe
                           report_at=tuple(cfg.report_at or ()), style_image=cfg.style_image,
                           vgg_weights=cfg.vgg_weights, stop_early=cfg.stop_early, seed=cfg.seed,
                           progress=progress, style=cfg.style, cache_dir=cfg.cache_dir)
-    except ValueError as e:
-        console.print(f"[red]error[/]: {e}")
-        sys.exit(2)
+    except ValueError as e:  # evaluate's own argument checks: init, a .ckpt of another kind, style=
+        raise ConfigError(str(e)) from e
     out_dir = Path(cfg.output) if cfg.output else Path("outputs") / "quality" / str(report["style"])
     if per_checkpoint:
         out_dir = out_dir / ckpt.stem     # one report per periodic checkpoint

@@ -1,0 +1,20 @@
+"""Where the project's files are; imports nothing heavy, so console scripts start fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _project_root() -> Path:
+    """The folder holding conf/, assets/ and checkpoints/: the checkout when the package runs from
+    one (or from an editable install), else the copy an installed wheel carries in
+    fast_nst/_bundled/ (setup.py puts it there), so the configs, paintings and shipped models are
+    found from any working directory."""
+    package = Path(__file__).resolve().parent
+    for root in (package.parent, package / "_bundled"):
+        if (root / "conf" / "train.yaml").is_file():
+            return root
+    return package.parent
+
+
+PROJECT_ROOT = _project_root()
