@@ -37,7 +37,7 @@ class PaletteNetwork(StyleNetwork):
         self.styles, self.config = list(styles), {"pull": pull}
         self.scale = nn.Parameter(torch.tensor(float(pull)))
 
-    def condition(self, style=None, style_weights=None, style_image=None):
+    def condition(self, style=None, style_weights=None, style_image=None, style_size=None):
         from fast_nst.images import load_rgb, pil_to_tensor
 
         if style_image is None:

@@ -45,3 +45,14 @@ def test_bench_help():
     assert r.returncode == 0 and "--examples" in r.stdout and "--quick" in r.stdout and "--ort" in r.stdout
     r = run_script("scripts/bench.py", "--ort", "fp16", "--quick", timeout=120)
     assert r.returncode != 0 and "must start with fp32 or int8" in r.stderr
+
+
+def test_bench_rss_prints_memory_per_batch_of_images():
+    from conftest import ROOT
+
+    r = run_script("scripts/bench_rss.py", "--photos", str(ROOT / "assets" / "photos"), "--count", "4",
+                   "--every", "2", "--max-size", "48")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [ln for ln in r.stdout.splitlines() if "images  RSS" in ln]
+    assert [int(ln.split()[0]) for ln in lines] == [2, 4]
+    assert "growth" in r.stdout and "peak" in r.stdout

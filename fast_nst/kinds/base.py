@@ -68,6 +68,7 @@ def mixing_weights(style_weights: Mapping[str, float] | Sequence[float], names: 
 class StyleNetwork(nn.Module):
     kind: ClassVar[str] = ""
     # Takes the painting as an image at inference (style_image=), e.g. AdaIN, style prediction.
+    # Such a kind's `condition` also takes `style_size` (the painting's long side; Stylizer passes it).
     arbitrary_style: ClassVar[bool] = False
     # Each training image draws a painting (per-image targets); False: one painting for all.
     draws_styles: ClassVar[bool] = False
