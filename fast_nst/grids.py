@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Callable
+
 from PIL import Image, ImageDraw, ImageFont
 
 GAP = 6  # white pixels between cells
@@ -69,3 +73,19 @@ def label(text: str, width: int, height: int, size: int = 14) -> Image.Image:
         draw.text((max(0, (width - w) / 2), y), line, fill="black", font=font)
         y += size + 4
     return box
+
+
+def write_picture(build: Callable[[], Image.Image], out: str | Path, quality: int = 90) -> Image.Image:
+    """What every README-picture script ends with: build the picture, write it atomically as
+    JPEG/PNG, print where it went; a missing or unreadable input (ImageError is a ValueError, PyAV
+    raises OSErrors) is one line on stderr and exit code 2, the scripts' convention."""
+    from fast_nst.images import save_image_atomic
+
+    try:
+        picture = build()
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    save_image_atomic(picture, Path(out), quality=quality)
+    print(f"wrote {out} ({picture.width}x{picture.height})")
+    return picture

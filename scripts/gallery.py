@@ -71,15 +71,9 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default="docs/gallery.jpg")
     a = ap.parse_args(argv)
-    from fast_nst.images import ImageError, save_image_atomic
+    from fast_nst.grids import write_picture
 
-    try:
-        grid = build(a.models, a.photos, a.size, a.cell, a.device)
-    except (FileNotFoundError, ImageError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    save_image_atomic(grid, Path(a.out), quality=90)
-    print(f"wrote {a.out} ({grid.width}x{grid.height}): {len(a.photos)} photos x {len(a.models)} models")
+    write_picture(lambda: build(a.models, a.photos, a.size, a.cell, a.device), a.out, quality=90)
 
 
 if __name__ == "__main__":

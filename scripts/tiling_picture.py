@@ -50,15 +50,9 @@ def main(argv=None) -> None:
     ap.add_argument("--width", type=int, default=400, help="width of each panel (default: %(default)s)")
     ap.add_argument("--out", default="docs/tiling.jpg")
     a = ap.parse_args(argv)
-    from fast_nst.images import ImageError, save_image_atomic
+    from fast_nst.grids import write_picture
 
-    try:
-        grid = build(a.ckpt, a.photo, a.size, a.tile, a.tile_overlap, a.width)
-    except (FileNotFoundError, ImageError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    save_image_atomic(grid, Path(a.out), quality=90)
-    print(f"wrote {a.out} ({grid.width}x{grid.height})")
+    write_picture(lambda: build(a.ckpt, a.photo, a.size, a.tile, a.tile_overlap, a.width), a.out, quality=90)
 
 
 if __name__ == "__main__":

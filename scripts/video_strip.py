@@ -45,15 +45,9 @@ def main(argv=None) -> None:
     ap.add_argument("--cell", type=int, default=320, help="frame width in the picture (default: %(default)s)")
     ap.add_argument("--out", default="docs/video.jpg")
     a = ap.parse_args(argv)
-    from fast_nst.images import save_image_atomic
+    from fast_nst.grids import write_picture
 
-    try:
-        grid = build(a.source, a.stylized, a.frames, a.cell)
-    except (OSError, ValueError) as e:   # PyAV's errors are OSErrors
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    save_image_atomic(grid, Path(a.out), quality=88)
-    print(f"wrote {a.out} ({grid.width}x{grid.height})")
+    write_picture(lambda: build(a.source, a.stylized, a.frames, a.cell), a.out, quality=88)
 
 
 if __name__ == "__main__":
