@@ -121,3 +121,17 @@ def test_stylize_py_runs_an_onnx_checkpoint(shipped, tmp_path):
     assert float((a - b).abs().max()) <= 1 / 255 + 1e-6  # the same pixels, up to 8-bit rounding
     with pytest.raises(ValueError, match="tile= needs a PyTorch checkpoint"):
         run(compose("stylize", [f"ckpt={path}", f"input={src}", "tile=256"]))
+
+
+def test_onnx_picture_script(shipped, tmp_path):
+    from PIL import Image
+
+    from conftest import run_script
+    from fast_nst.grids import GAP
+
+    _, _, path = shipped
+    out = tmp_path / "onnx.jpg"
+    r = run_script("scripts/onnx_picture.py", "--ckpt", str(MODEL), "--onnx", str(path), "--size", "64",
+                   "--width", "60", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Image.open(out).width == 2 * 60 + GAP
