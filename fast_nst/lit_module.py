@@ -135,7 +135,6 @@ class StyleTransferModule(pl.LightningModule):
         # ~3x lr in every weight wreck the network (measured: a sw=5 run collapsed at step 690).
         # A buffer, so checkpoints carry it and a resumed run guards exactly as before.
         self.register_buffer("log_grad_norm_avg", torch.tensor(float("nan")))
-        self.strict_loading = False  # checkpoints omit the frozen loss network
         self._val_grid: torch.Tensor | None = None
         self._val_labels: list[str] = []
         self._painting_sums: torch.Tensor | None = None  # per-painting style terms since the last log
@@ -157,6 +156,14 @@ class StyleTransferModule(pl.LightningModule):
             del sd[k]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Strict loading stays on, so a missing network weight or buffer is an error; only the keys
+        # on_save_checkpoint dropped on purpose (the frozen loss network, rebuilt from loss_net)
+        # are filled back in from this module, by name.
+        frozen = {k: v for k, v in self.state_dict().items() if k.startswith("criterion.")}
+        checkpoint["state_dict"] = {**frozen, **checkpoint["state_dict"]}
+        # checkpoints written before the gradient-spike guard existed lack its running average;
+        # it restarts from "unknown", as in a new run
+        checkpoint["state_dict"].setdefault("log_grad_norm_avg", torch.tensor(float("nan")))
         ours = {k: v.shape for k, v in self.state_dict().items() if k.startswith("net.")}
         theirs = {k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
         if ours != theirs:
