@@ -24,7 +24,8 @@ import torch
 from omegaconf import OmegaConf
 
 from fast_nst.kinds import register_kind
-from fast_nst.kinds.base import StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength
+from fast_nst.kinds.base import (StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength,
+                                 leave_out_of_checkpoints)
 from fast_nst.models.adain import AdaIN, AdaINStyle
 from fast_nst.paintings import Painting
 
@@ -54,8 +55,7 @@ class AdaINNetwork(StyleNetwork):
         self.model = AdaIN(decoder_weights=decoder, encoder_weights=encoder_weights)
         # The frozen encoder is rebuilt from `encoder_weights`: keep it out of state_dict, so
         # exports and Lightning checkpoints hold the decoder only.
-        self._register_state_dict_hook(_drop_encoder)
-        self.register_load_state_dict_post_hook(_encoder_not_missing)
+        leave_out_of_checkpoints(self, "model.encoder")
 
     @property
     def encoder(self):
@@ -106,7 +106,7 @@ class AdaINNetwork(StyleNetwork):
         return net
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
-        return self.state_dict()  # model.decoder.* only (see _drop_encoder)
+        return self.state_dict()  # model.decoder.* only (leave_out_of_checkpoints)
 
     # ------------------------------------------------------------------ inference
     def condition(self, style: str | None = None, style_weights: Mapping[str, float] | Sequence[float] | None = None,
@@ -164,11 +164,3 @@ class AdaINNetwork(StyleNetwork):
     def validation_styles(self) -> list[tuple[str, int | None]]:
         return [("stylized", None)]
 
-
-def _drop_encoder(module, state_dict, prefix, local_metadata) -> None:
-    for k in [k for k in state_dict if k.startswith(prefix + "model.encoder.")]:
-        del state_dict[k]
-
-
-def _encoder_not_missing(module, incompatible) -> None:
-    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if ".encoder." not in f".{k}"]

@@ -221,6 +221,23 @@ def painting_tensor(p: Painting, style_size: int | None) -> torch.Tensor:
     return pil_to_tensor(load_rgb(locate_painting(p), max_size=style_size)).unsqueeze(0)
 
 
+def leave_out_of_checkpoints(module: nn.Module, part: str) -> None:
+    """Keep the frozen sub-module at dotted path `part` (e.g. "model.encoder") out of `module`'s
+    state dict and out of load_state_dict's missing keys: its weights are pinned downloads or the
+    loss network, rebuilt on load, so exports and checkpoints hold only what trains."""
+
+    def drop(mod, state_dict, prefix, local_metadata) -> None:
+        for k in [k for k in state_dict if k.startswith(f"{prefix}{part}.")]:
+            del state_dict[k]
+
+    def not_missing(mod, incompatible) -> None:
+        # the keys are the whole load's (e.g. "net.model.encoder..." from a Lightning module)
+        incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if f".{part}." not in f".{k}"]
+
+    module._register_state_dict_hook(drop)
+    module.register_load_state_dict_post_hook(not_missing)
+
+
 def trainable(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
     return [p for p in params if p.requires_grad]
 

@@ -33,7 +33,8 @@ from torch import nn
 
 from fast_nst.kinds import register_kind
 from fast_nst.kinds.adain import paired_batch
-from fast_nst.kinds.base import StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength
+from fast_nst.kinds.base import (StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength,
+                                 leave_out_of_checkpoints)
 from fast_nst.losses import gram_matrix, total_variation
 from fast_nst.models.norms import InstanceNormBase
 from fast_nst.models.transformer import TransformerNet
@@ -115,8 +116,7 @@ class StylePredictionNetwork(StyleNetwork, TransformerNet):
             ones[norm.offset:norm.offset + norm.num_features] = 1.0
         self.register_buffer("gamma_base", ones, persistent=False)
         # the frozen VGG is rebuilt from encoder_weights: not in exports or checkpoints
-        self._register_state_dict_hook(_drop_style_encoder)
-        self.register_load_state_dict_post_hook(_style_encoder_not_missing)
+        leave_out_of_checkpoints(self, "style_encoder")
 
     @staticmethod
     def _channels(layer: str) -> int:
@@ -202,11 +202,3 @@ class StylePredictionNetwork(StyleNetwork, TransformerNet):
     def validation_styles(self) -> list[tuple[str, int | None]]:
         return [("stylized", None)]
 
-
-def _drop_style_encoder(module, state_dict, prefix, local_metadata) -> None:
-    for k in [k for k in state_dict if k.startswith(prefix + "style_encoder.")]:
-        del state_dict[k]
-
-
-def _style_encoder_not_missing(module, incompatible) -> None:
-    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if "style_encoder." not in k]
