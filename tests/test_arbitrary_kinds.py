@@ -20,6 +20,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import ROOT, compose, run_script
+from test_adain import ref_adain  # the AdaIN statistic itself: one reference for both files
 from fast_nst import Stylizer
 from fast_nst.images import load_rgb, pil_to_tensor
 from fast_nst.kinds.base import StyleChoiceError
@@ -58,15 +59,6 @@ def ref_decode(x, dec):
         x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), dec[f"{name}.weight"], dec[f"{name}.bias"])
         x = x if i == len(DECODER) - 1 else F.relu(x)
     return x
-
-
-def ref_adain(c, s, eps=1e-5):
-    def stats(f):
-        flat = f.flatten(2)
-        return flat.mean(2)[..., None, None], (flat.var(2) + eps).sqrt()[..., None, None]
-
-    (cm, cs), (sm, ss) = stats(c), stats(s)
-    return (c - cm) / cs * ss + sm
 
 
 def reference(photo, paintings, weights, strength, cache):
