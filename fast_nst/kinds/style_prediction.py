@@ -26,6 +26,7 @@ interpolates between the photo's own embedding (0) and the painting's (1), as in
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -40,6 +41,8 @@ from fast_nst.models.norms import InstanceNormBase
 from fast_nst.models.transformer import TransformerNet
 from fast_nst.models.vgg import VGGEncoder
 from fast_nst.paintings import Painting
+
+log = logging.getLogger("fast_nst")
 
 
 class PredictedInstanceNorm2d(InstanceNormBase):
@@ -73,12 +76,20 @@ class StylePredictor(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, embedding_dim))
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+    @staticmethod
+    def pool(feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The fixed part: (B, 2 * sum(channels)) log-compressed channel means and stds."""
         pooled = []
         for f in feats:
             var, mean = torch.var_mean(f.float().flatten(2), dim=2)
             pooled += [torch.log1p(mean.clamp_min(0)), torch.log1p((var + 1e-5).sqrt())]
-        return self.mlp(self.norm(torch.cat(pooled, 1).to(self.norm.weight.dtype)))
+        return torch.cat(pooled, 1)
+
+    def embed_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.norm(pooled.to(self.norm.weight.dtype)))
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.embed_pooled(self.pool(feats))
 
 
 @register_kind
@@ -163,6 +174,91 @@ class StylePredictionNetwork(StyleNetwork, TransformerNet):
         return self(x, params.to(x.dtype))
 
     # ------------------------------------------------------------------ training
+    TRANSFORMER_OPTIONS = ("width", "upsample", "num_res_blocks", "tanh_scale")
+
+    @classmethod
+    def for_training(cls, config: Mapping, paintings: list[Painting], base=None) -> "StylePredictionNetwork":
+        """`base` (init_from=EXPORT): a style_prediction export continues as it is; a multi-style
+        (`cin`) export starts the run from that network, so a CPU budget is spent on learning to
+        predict styles rather than on learning to paint (`from_multi_style`)."""
+        if base is None:
+            return cls(paintings, **config)
+        info, tensors = base
+        shape = {k: info.network[k] for k in cls.TRANSFORMER_OPTIONS}
+        if any(config.get(k) != v for k, v in shape.items()):
+            log.info("init_from: the transformation network's shape comes from %s (%s)", info.path, shape)
+        if info.kind == cls.kind:
+            net = cls(paintings, **{**dict(config), **info.network})
+            net.load_state_dict(tensors)
+            return net
+        if info.kind != "cin":
+            raise ValueError(f"init_from={info.path}: a {info.kind} network; a style_prediction run starts from a "
+                             "multi-style (cin) export or continues a style_prediction one")
+        net = cls(paintings, **{**dict(config), **shape})
+        net.from_multi_style(info, tensors)
+        return net
+
+    def from_multi_style(self, info, tensors: Mapping[str, torch.Tensor], fit_steps: int = 500) -> float:
+        """Start from a trained multi-style network: its convolutions are copied, and the style
+        predictor is fitted (`fit_steps` Adam steps, a few seconds) to map several views of each
+        of its paintings (the whole painting, flipped, random crops) to that painting's norm
+        scales and shifts. Paintings it never held then start at a blend of those styles.
+        Returns the fit's mean squared error on the norm parameters."""
+        from fast_nst.images import load_rgb, pil_to_tensor
+        from fast_nst.paintings import locate_painting
+
+        state = self.state_dict()
+        modules = dict(self.named_modules())
+        targets = torch.zeros(len(info.styles), self.num_norm_params)
+        for key, value in tensors.items():
+            module = key.rsplit(".", 1)[0]
+            norm = modules.get(module)
+            if isinstance(norm, PredictedInstanceNorm2d):  # a (paintings, C) row block of the cin network
+                c, o = norm.num_features, norm.offset + (norm.num_features if key.endswith(".bias") else 0)
+                targets[:, o:o + c] = value.float()
+            elif key in state and state[key].shape == value.shape:
+                state[key] = value
+            else:
+                raise ValueError(f"init_from={info.path}: tensor {key} {tuple(value.shape)} does not fit this "
+                                 "network (a cin export of the same width/upsample/num_res_blocks is needed)")
+        self.load_state_dict(state)
+        missing = [n for n, m in modules.items() if isinstance(m, PredictedInstanceNorm2d)
+                   and (f"{n}.weight" not in tensors or f"{n}.bias" not in tensors)]
+        if missing:
+            raise ValueError(f"init_from={info.path}: no norm parameters for {missing}")
+        gen = torch.Generator().manual_seed(0)
+        views, rows = [], []
+        for k, painting in enumerate(info.styles):
+            img = pil_to_tensor(load_rgb(locate_painting(painting))).unsqueeze(0)
+            img = torch.nn.functional.interpolate(img, scale_factor=256 / min(img.shape[-2:]), mode="bilinear",
+                                                  antialias=True, align_corners=False)
+            h, w = img.shape[-2:]
+            crops = [img, img.flip(-1)]
+            for _ in range(6):
+                s = int(torch.randint(128, 257, (1,), generator=gen))
+                y, x = (int(torch.randint(0, d - s + 1, (1,), generator=gen)) for d in (h, w))
+                crops.append(img[..., y:y + s, x:x + s])
+            with torch.no_grad():
+                for c in crops:
+                    f = self.style_encoder(c, layers=self.encoder_layers)
+                    views.append(self.predictor.pool([f[l] for l in self.encoder_layers]))
+                    rows.append(k)
+        want = targets[rows] - self.gamma_base
+        with torch.no_grad():
+            self.projection.bias.copy_(want.mean(0))
+        fit = list(self.predictor.parameters()) + list(self.projection.parameters())
+        opt = torch.optim.Adam(fit, lr=1e-3)
+        pooled = torch.cat(views)
+        for _ in range(fit_steps):
+            pred = self.projection(self.predictor.embed_pooled(pooled))
+            err = (pred - want).pow(2).mean()
+            opt.zero_grad()
+            err.backward()
+            opt.step()
+        log.info("init_from=%s: style predictor fitted to its %d paintings (norm parameter mse %.2e)",
+                 info.path, len(info.styles), float(err.detach()))
+        return float(err.detach())
+
     def parameter_groups(self) -> list[dict]:
         return [{"params": [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("style_encoder.")]}]
 
