@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import subprocess
 import sys
 import zipfile
@@ -335,3 +336,13 @@ def test_grid_and_bench_scripts_run(model, adain_cache, tmp_path, monkeypatch):
                    "--threads", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "32 px: stylize" in r.stdout and "CPU s" in r.stdout
+    table = tmp_path / "loss.json"
+    r = run_script("scripts/adain_loss.py", "--ckpt", "adain", "--photos", "assets/photos/coffee.jpg",
+                   "assets/photos/rocket.jpg", "--paintings", "assets/styles/udnie.jpg", "assets/styles/the_scream.jpg",
+                   "--size", "64", "--out", str(table))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(table.read_text())["rows"]
+    assert [row["painting"] for row in rows] == ["udnie", "the_scream"]
+    assert all(0 < row["content"] < row["loss"] and row["loss"] == pytest.approx(row["content"] + row["style"])
+               for row in rows)
+    assert "mean" in r.stdout
