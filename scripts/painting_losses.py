@@ -15,6 +15,12 @@ objective's style_size:
 
     python scripts/painting_losses.py --ckpt starry_night the_scream --arbitrary adain checkpoints/style_prediction.safetensors \
         --photos ../shared/data/photos/bsds500/test
+
+and on paintings no --ckpt network holds (--paintings FILES: the photo and the --arbitrary networks
+only, against the first --ckpt network's objective, weight multiplier 1):
+
+    python scripts/painting_losses.py --ckpt starry_night --arbitrary adain --paintings my_painting.jpg \
+        --photos ../shared/data/photos/bsds500/test
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from fast_nst.data import resize_crop  # noqa: E402
+from fast_nst.paintings import Painting  # noqa: E402
 from fast_nst.export import training_ingredients  # noqa: E402
 from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor  # noqa: E402
 from fast_nst.kinds.base import painting_tensor  # noqa: E402
@@ -61,27 +69,35 @@ def _network(ckpt: str, device: torch.device):
 
 
 def painting_losses(ckpts: list[str], photos: torch.Tensor, device: torch.device, vgg_weights: str | None,
-                    arbitrary: list[str] = ()) -> list[dict]:
+                    arbitrary: list[str] = (), unseen: list[str] = ()) -> list[dict]:
+    """`unseen`: painting files no --ckpt network holds; only the `arbitrary` networks (and the
+    photo) are scored on them, against the first --ckpt network's objective (weight multiplier 1)."""
     rows = []
     any_painting = [Stylizer.load(a, device=str(device)) for a in arbitrary]
+    jobs = []
     for ckpt in ckpts:
         label, info, steps, stylize = _network(ckpt, device)
-        for name in info.style_names:
-            ing = training_ingredients(info, style=name)
-            crit = PerceptualLoss.build(ing.loss, ing.loss_net, style_weight_scale=ing.style_weight_scale,
-                                        weights=vgg_weights).to(device)
-            crit.set_style([painting_tensor(ing.painting, ing.loss.get("style_size")).to(device)])
-            x = photos.to(device)
-            outputs = [("(photo)", x), (label, stylize(x, name).to(device))]
-            for arb in any_painting:  # the same painting file, at the objective's painting size
-                arb.style_size = ing.loss.get("style_size")
-                outputs.append((arb.name, arb.stylize_tensor(x, style_image=str(ing.painting_file)).to(device)))
-            with torch.no_grad():
-                for who, images in outputs:
-                    per = [crit(images[i:i + 1], x[i:i + 1]) for i in range(len(x))]
-                    row = {"painting": name, "network": who, "steps": steps if who == label else None}
-                    row.update({t: statistics.fmean(float(p[t]) for p in per) for t in TERMS})
-                    rows.append(row)
+        jobs += [(label, steps, stylize, name, training_ingredients(info, style=name)) for name in info.style_names]
+    if unseen:
+        first = jobs[0][4]
+        jobs += [(None, None, None, Path(f).stem, replace(first, painting=Painting(Path(f).stem, str(f)),
+                                                          painting_file=Path(f), style_weight_scale=1.0))
+                 for f in unseen]
+    for label, steps, stylize, name, ing in jobs:
+        crit = PerceptualLoss.build(ing.loss, ing.loss_net, style_weight_scale=ing.style_weight_scale,
+                                    weights=vgg_weights).to(device)
+        crit.set_style([painting_tensor(ing.painting, ing.loss.get("style_size")).to(device)])
+        x = photos.to(device)
+        outputs = [("(photo)", x)] + ([(label, stylize(x, name).to(device))] if stylize else [])
+        for arb in any_painting:  # the same painting file, at the objective's painting size
+            arb.style_size = ing.loss.get("style_size")
+            outputs.append((arb.name, arb.stylize_tensor(x, style_image=str(ing.painting_file)).to(device)))
+        with torch.no_grad():
+            for who, images in outputs:
+                per = [crit(images[i:i + 1], x[i:i + 1]) for i in range(len(x))]
+                row = {"painting": name, "network": who, "steps": steps if who == label else None}
+                row.update({t: statistics.fmean(float(p[t]) for p in per) for t in TERMS})
+                rows.append(row)
     # the photo reference once per painting (identical objective for every network of a painting)
     seen, out = set(), []
     for r in rows:
@@ -99,6 +115,9 @@ def main(argv=None) -> None:
                     help="exports (.safetensors or names in checkpoints/) and/or training checkpoints (.ckpt)")
     ap.add_argument("--arbitrary", nargs="*", default=[],
                     help="networks that take any painting (adain, style prediction exports), given each --ckpt painting")
+    ap.add_argument("--paintings", nargs="*", default=[],
+                    help="painting files no --ckpt network holds: only --arbitrary networks are scored on them, "
+                         "against the first --ckpt network's objective")
     ap.add_argument("--photos", required=True, help="a folder of photos none of the networks trained on")
     ap.add_argument("--num-photos", type=int, default=8, help="photos, evenly spaced over the folder (default: %(default)s)")
     ap.add_argument("--size", type=int, default=128, help="centre crops of size x size; use the training size (default: %(default)s)")
@@ -107,7 +126,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="outputs/painting_losses.json", help="JSON table (default: %(default)s)")
     a = ap.parse_args(argv)
     device = pick_device(a.device)
-    rows = painting_losses(a.ckpt, held_out_photos(a.photos, a.num_photos, a.size), device, a.vgg_weights, a.arbitrary)
+    rows = painting_losses(a.ckpt, held_out_photos(a.photos, a.num_photos, a.size), device, a.vgg_weights, a.arbitrary,
+                           a.paintings)
     print(f"{'painting':28s} {'network':28s} {'steps':>6s} " + " ".join(f"{t:>11s}" for t in TERMS))
     for r in rows:
         print(f"{r['painting']:28s} {r['network']:28s} {str(r['steps'] or ''):>6s} "
