@@ -37,17 +37,18 @@ DECODERS = ("pil", "torchvision")
 log = logging.getLogger("fast_nst")
 
 
-def resize_crop(im: Image.Image, size: int, rng: random.Random | None) -> Image.Image:
-    """Scale the short side to `size`, then crop size x size (random with `rng`, else centred)."""
-    w, h, x, y = _crop_box(im.width, im.height, size, rng)
+def resize_crop(im: Image.Image, size: int, rng: random.Random | None, scale: float = 1.0) -> Image.Image:
+    """Scale the short side to `size` x `scale`, then crop size x size (random with `rng`, else centred)."""
+    w, h, x, y = _crop_box(im.width, im.height, size, rng, scale)
     im = im.resize((w, h), Image.BILINEAR, reducing_gap=3.0)
     return im.crop((x, y, x + size, y + size))
 
 
-def _crop_box(w: int, h: int, size: int, rng: random.Random | None) -> tuple[int, int, int, int]:
-    """Scaled (w, h) with the short side = size, and the crop's top-left (random with `rng`)."""
-    s = size / min(w, h)
-    w, h = max(size, round(w * s)), max(size, round(h * s))
+def _crop_box(w: int, h: int, size: int, rng: random.Random | None, scale: float = 1.0) -> tuple[int, int, int, int]:
+    """Scaled (w, h) with the short side = size x scale, and the crop's top-left (random with `rng`)."""
+    short = max(size, round(size * scale))
+    s = short / min(w, h)
+    w, h = max(short, round(w * s)), max(short, round(h * s))
     x = rng.randint(0, w - size) if rng else (w - size) // 2
     y = rng.randint(0, h - size) if rng else (h - size) // 2
     return w, h, x, y
@@ -79,9 +80,9 @@ def _torchvision_reads(h: ImageHeader) -> bool:
             and not h.transparency and h.frames == 1)
 
 
-def tv_resize_crop(x: torch.Tensor, size: int, rng: random.Random | None) -> torch.Tensor:
+def tv_resize_crop(x: torch.Tensor, size: int, rng: random.Random | None, scale: float = 1.0) -> torch.Tensor:
     """`resize_crop` for a (3, H, W) uint8 tensor: antialiased bilinear resize, then the crop."""
-    w, h, cx, cy = _crop_box(x.shape[-1], x.shape[-2], size, rng)
+    w, h, cx, cy = _crop_box(x.shape[-1], x.shape[-2], size, rng, scale)
     if (h, w) != tuple(x.shape[-2:]):
         x = torch.nn.functional.interpolate(x[None], size=(h, w), mode="bilinear", antialias=True,
                                             align_corners=False)[0]
@@ -97,8 +98,9 @@ def pixel_limit(max_pixels: int | None) -> PixelLimit | None:
 
 
 def load_crop(path: Path, size: int, seed: int | None, decoder: str = "pil",
-              min_size: int = 1, max_pixels: int | None = None) -> torch.Tensor:
+              min_size: int = 1, max_pixels: int | None = None, scale: float = 1.0) -> torch.Tensor:
     """One training/validation crop as float (3, size, size) in [0, 1]; ImageError if unusable.
+    `scale`: the short side is resized to size x scale before cropping (data.photo_scale).
 
     The header is checked first (readable, a supported format, not a decompression bomb, short
     side >= `min_size`, at most `max_pixels` pixels), so no decoder ever allocates a bomb's pixels. The picture is the one a
@@ -110,13 +112,14 @@ def load_crop(path: Path, size: int, seed: int | None, decoder: str = "pil",
     header = read_header(path, min_size, pixel_limit(max_pixels))
     if decoder == "torchvision" and _torchvision_reads(header):
         try:
-            x = tv_resize_crop(_tv_decode(header.path), size, random.Random(seed) if seed is not None else None)
+            x = tv_resize_crop(_tv_decode(header.path), size, random.Random(seed) if seed is not None else None,
+                               scale)
             return x.float().div_(255.0)
         except (RuntimeError, ValueError, OSError):
             pass  # PIL either reads it or raises the ImageError that names the problem
     rng = random.Random(seed) if seed is not None else None
     return pil_to_tensor(resize_crop(load_rgb(header.path, background=WHITE, limit=pixel_limit(max_pixels)),
-                                     size, rng))
+                                     size, rng, scale))
 
 
 class SkipLog:
@@ -168,13 +171,13 @@ class PhotoDataset(Dataset):
     """
 
     def __init__(self, files: list[Path], image_size: int, decoder: str = "pil", min_size: int = 1,
-                 skips: SkipLog | None = None, max_pixels: int | None = None):
+                 skips: SkipLog | None = None, max_pixels: int | None = None, scale: float = 1.0):
         if not files:
             raise ValueError("PhotoDataset got no files")
         if decoder not in DECODERS:
             raise ValueError(f"data.decoder must be one of {DECODERS}, got {decoder!r}")
         self.files, self.image_size, self.decoder = list(files), image_size, decoder
-        self.min_size, self.skips, self.max_pixels = min_size, skips, max_pixels
+        self.min_size, self.skips, self.max_pixels, self.scale = min_size, skips, max_pixels, float(scale)
         self.bad: set[Path] = set()
         # FAST_NST_RECORD_SAMPLES=DIR: append "file-index crop-seed" per training item read to
         # DIR/rank<R>.txt (tests check that DDP ranks read disjoint shards and resumes re-read
@@ -192,7 +195,7 @@ class PhotoDataset(Dataset):
             if path in self.bad:
                 continue
             try:
-                x = load_crop(path, self.image_size, seed, self.decoder, self.min_size, self.max_pixels)
+                x = load_crop(path, self.image_size, seed, self.decoder, self.min_size, self.max_pixels, self.scale)
             except ImageError as e:
                 self.bad.add(path)
                 last_error = e
@@ -370,8 +373,12 @@ class PhotoDataModule(pl.LightningDataModule):
         decoder: str,
         min_image_size: int,
         max_image_pixels: int | None,
+        photo_scale: float,
     ):
         super().__init__()
+        if not float(photo_scale) >= 1.0:
+            raise ConfigError(f"data.photo_scale={photo_scale}: needs >= 1 (the short side before cropping, in crop "
+                              "sides; 1 = the whole short side)")
         self.save_hyperparameters(logger=False)
         self.train_set: PhotoDataset | None = None
         self.val_set: PhotoDataset | None = None
@@ -433,7 +440,7 @@ class PhotoDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.root={hp.root}: found {len(train)} usable training images{skipped}, "
                              f"fewer than data.batch_size={hp.batch_size}; add photos or lower the batch size")
         make = lambda fs: PhotoDataset(fs, hp.image_size, hp.decoder, hp.min_image_size, self.skip_log,  # noqa: E731
-                                       hp.max_image_pixels)
+                                       hp.max_image_pixels, hp.photo_scale)
         self.train_set = make(train)
         self.val_set = make(val) if val else None
         self._require_one_readable(self.train_set, root, len(found))

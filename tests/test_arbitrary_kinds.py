@@ -275,7 +275,8 @@ def test_adain_decoder_training_lowers_its_loss(tmp_path, vgg19_weights):
 @pytest.mark.slow
 @pytest.mark.network
 def test_adain_fine_tune_of_the_pretrained_decoder_lowers_its_held_out_loss(tmp_path, adain_env):
-    """experiment=adain as shipped (the pretrained decoder, lr 1e-5, 128 px) for 30 steps on the
+    """experiment=adain as shipped (the pretrained decoder, lr 1e-5, 128 px crops of photos at twice
+    that) for 30 steps on the
     shared photos and two paintings: scored by scripts/adain_loss.py on held-out photos with those
     paintings, its loss falls. (At lr 1e-4 it rose instead.)"""
     from conftest import BESIDE
@@ -293,15 +294,15 @@ def test_adain_fine_tune_of_the_pretrained_decoder_lowers_its_held_out_loss(tmp_
                    f"callbacks.model_checkpoint.dirpath={tmp_path / 'ckpt'}")
     assert r.returncode == 0, r.stderr[-3000:]
     table = tmp_path / "loss.json"
-    # --context 1: photos at the scale train.py crops them (short side = crop side)
+    # --context 2: photos at the scale experiment=adain crops them (data.photo_scale=2, as the paper)
     r = run_script("scripts/adain_loss.py", "--ckpt", "adain", str(tmp_path / "adain_decoder.safetensors"),
                    "--photos", str(photos / "test"), "--num-photos", "6", "--paintings", str(paintings),
-                   "--size", "128", "--context", "1", "--out", str(table))
+                   "--size", "128", "--context", "2", "--out", str(table))
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(table.read_text())["rows"]
     before = sum(row["loss"] for row in rows if row["decoder"] == "adain (pretrained)")
     after = sum(row["loss"] for row in rows if row["decoder"] == "adain_decoder")
-    assert after < 0.95 * before, (before, after)  # measured 22.2 -> 19.1 (-14%)
+    assert after < 0.95 * before, (before, after)  # measured 24.1 -> 16.4 (-32%)
 
 
 def test_style_prediction_trains_and_takes_an_unseen_painting(tmp_path, photos_dir, vgg16_weights):

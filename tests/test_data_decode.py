@@ -85,3 +85,29 @@ def test_loader_throughput_reports_images_per_second():
     r = loader_throughput(ROOT / "assets" / "photos", image_size=64, batch_size=2, images=4,
                           decoder="torchvision", warmup_batches=1)
     assert r["images"] == 4 and r["images_per_s"] > 0 and r["decoder"] == "torchvision"
+
+
+@pytest.mark.parametrize("decoder", ["pil", "torchvision"])
+def test_photo_scale_crops_from_the_photo_resized_to_that_many_crop_sides(decoder):
+    """data.photo_scale=2 (experiment=adain, the AdaIN paper's 512-then-256): a crop shows half the
+    short side, at the resolution of the photo resized to twice the crop side."""
+    from fast_nst.images import pil_to_tensor
+
+    photo = ROOT / "assets" / "photos" / "chelsea_cat.jpg"
+    whole = load_crop(photo, 64, None, decoder)
+    half = load_crop(photo, 64, None, decoder, scale=2.0)
+    assert half.shape == whole.shape == (3, 64, 64)
+    im = Image.open(photo).convert("RGB")
+    s = 128 / min(im.size)
+    big = im.resize((round(im.width * s), round(im.height * s)), Image.BILINEAR)
+    x, y = (big.width - 64) // 2, (big.height - 64) // 2
+    want = pil_to_tensor(big.crop((x, y, x + 64, y + 64)))
+    assert (half - want).abs().mean() < 0.02  # the centre of the 2x image, not the whole short side
+    assert (whole - want).abs().mean() > 0.05
+
+
+def test_photo_scale_below_one_is_refused():
+    from fast_nst.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="photo_scale"):
+        data_module(photo_scale=0.5)
