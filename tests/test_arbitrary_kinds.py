@@ -275,10 +275,10 @@ def test_adain_decoder_training_lowers_its_loss(tmp_path, vgg19_weights):
 @pytest.mark.slow
 @pytest.mark.network
 def test_adain_fine_tune_of_the_pretrained_decoder_lowers_its_held_out_loss(tmp_path, adain_env):
-    """experiment=adain as shipped (the pretrained decoder, lr 1e-5, 128 px crops of photos at twice
-    that) for 30 steps on the
-    shared photos and two paintings: scored by scripts/adain_loss.py on held-out photos with those
-    paintings, its loss falls. (At lr 1e-4 it rose instead.)"""
+    """experiment=adain as shipped (the pretrained decoder, lr 1e-5, 128 px crops of photos resized
+    to twice that) for 30 steps on the shared photos and two paintings: scored by
+    scripts/adain_loss.py on held-out photos with those paintings, its loss falls. (At lr 1e-4 it
+    rose instead.)"""
     from conftest import BESIDE
 
     photos = BESIDE / "data" / "photos" / "bsds500"
