@@ -22,11 +22,11 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image
 from rich.progress import track
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from fast_nst.data import resize_crop  # noqa: E402
 from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor  # noqa: E402
 from fast_nst.losses import AdaINLoss  # noqa: E402
 
@@ -34,16 +34,9 @@ TERMS = ("content", "style", "loss")
 
 
 def centre_crops(files: list[Path], size: int, context: float) -> torch.Tensor:
-    """Short side resized to context x size, then the centre size x size crop."""
-    out = []
-    for f in files:
-        im = load_rgb(f)
-        s = max(size, round(size * context)) / min(im.size)
-        im = im.resize((max(size, round(im.width * s)), max(size, round(im.height * s))), Image.BILINEAR,
-                       reducing_gap=3.0)
-        x, y = (im.width - size) // 2, (im.height - size) // 2
-        out.append(pil_to_tensor(im.crop((x, y, x + size, y + size))))
-    return torch.stack(out)
+    """Short side resized to context x size, then the centre size x size crop: the training
+    loader's own crop (data.photo_scale = context), centred."""
+    return torch.stack([pil_to_tensor(resize_crop(load_rgb(f), size, None, context)) for f in files])
 
 
 def image_files(items: list[str], what: str, limit: int | None = None) -> list[Path]:
