@@ -35,7 +35,7 @@ from torch import nn
 from fast_nst.kinds import register_kind
 from fast_nst.kinds.adain import paired_batch
 from fast_nst.kinds.base import (StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength,
-                                 leave_out_of_checkpoints)
+                                 leave_out_of_checkpoints, painting_tensor)
 from fast_nst.losses import gram_matrix, total_variation
 from fast_nst.models.norms import InstanceNormBase
 from fast_nst.models.transformer import TransformerNet
@@ -204,9 +204,6 @@ class StylePredictionNetwork(StyleNetwork, TransformerNet):
         of its paintings (the whole painting, flipped, random crops) to that painting's norm
         scales and shifts. Paintings it never held then start at a blend of those styles.
         Returns the fit's mean squared error on the norm parameters."""
-        from fast_nst.images import load_rgb, pil_to_tensor
-        from fast_nst.paintings import locate_painting
-
         state = self.state_dict()
         modules = dict(self.named_modules())
         targets = torch.zeros(len(info.styles), self.num_norm_params)
@@ -229,7 +226,7 @@ class StylePredictionNetwork(StyleNetwork, TransformerNet):
         gen = torch.Generator().manual_seed(0)
         views, rows = [], []
         for k, painting in enumerate(info.styles):
-            img = pil_to_tensor(load_rgb(locate_painting(painting))).unsqueeze(0)
+            img = painting_tensor(painting, None)
             img = torch.nn.functional.interpolate(img, scale_factor=256 / min(img.shape[-2:]), mode="bilinear",
                                                   antialias=True, align_corners=False)
             h, w = img.shape[-2:]
