@@ -389,3 +389,6 @@ def test_style_prediction_starts_from_the_shipped_multi_style_network(vgg16_weig
     assert (outputs["starry_night"] - outputs["udnie"]).abs().mean() > 0.1  # and they are different paintings
     with pytest.raises(ValueError, match="multi-style"):
         get_kind("style_prediction").for_training(config, [], base=(replace(info, kind="johnson"), tensors))
+    adain_like = replace(info, kind="adain", network={"decoder": None, "encoder_weights": "oxford", "style_size": 512})
+    with pytest.raises(ValueError, match="multi-style"):  # refused by kind before its network is read
+        get_kind("style_prediction").for_training(config, [], base=(adain_like, tensors))

@@ -184,6 +184,9 @@ class StylePredictionNetwork(StyleNetwork, TransformerNet):
         if base is None:
             return cls(paintings, **config)
         info, tensors = base
+        if info.kind not in (cls.kind, "cin"):
+            raise ValueError(f"init_from={info.path}: a {info.kind} network; a style_prediction run starts from a "
+                             "multi-style (cin) export or continues a style_prediction one")
         shape = {k: info.network[k] for k in cls.TRANSFORMER_OPTIONS}
         if any(config.get(k) != v for k, v in shape.items()):
             log.info("init_from: the transformation network's shape comes from %s (%s)", info.path, shape)
@@ -191,9 +194,6 @@ class StylePredictionNetwork(StyleNetwork, TransformerNet):
             net = cls(paintings, **{**dict(config), **info.network})
             net.load_state_dict(tensors)
             return net
-        if info.kind != "cin":
-            raise ValueError(f"init_from={info.path}: a {info.kind} network; a style_prediction run starts from a "
-                             "multi-style (cin) export or continues a style_prediction one")
         net = cls(paintings, **{**dict(config), **shape})
         net.from_multi_style(info, tensors)
         return net
