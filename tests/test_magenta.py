@@ -228,3 +228,32 @@ def test_stylize_cli_ckpt_magenta_on_a_folder(magenta_weights_cache, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     written = sorted(p.name for p in out.iterdir())
     assert written == ["chelsea_cat.jpg", "coffee.jpg"]
+
+
+def test_web_page_offers_magenta_and_stylizes_photos_and_video_with_an_uploaded_painting(
+        magenta_weights_cache, tmp_path, monkeypatch):
+    import av
+
+    from fast_nst.app import Studio
+    from test_video import make_clip
+
+    monkeypatch.setenv("FAST_NST_CACHE", str(magenta_weights_cache))
+    studio = Studio(ROOT / "checkpoints", pretrained=["magenta"], device="cpu", max_size=96,
+                    output_dir=tmp_path / "out")
+    entry = studio.models[0]
+    assert entry.kind == "magenta" and entry.arbitrary and "any painting" in entry.label
+    key = str(entry.path)
+    photo = PHOTOS / "chelsea_cat.jpg"
+    wave = load_rgb(studio.stylize_photo(photo, key, painting=str(STYLES / "great_wave.jpg")).path)
+    upload = tmp_path / "my painting.png"
+    load_rgb(PHOTOS / "paint_brushes.jpg", max_size=200).save(upload)
+    mine = load_rgb(studio.stylize_photo(photo, key, painting=str(STYLES / "great_wave.jpg"),
+                                         painting_upload=str(upload)).path)
+    assert wave.size == mine.size == (96, 64)
+    assert psnr(pil_to_tensor(wave), pil_to_tensor(mine)) < 25  # the uploaded painting was used
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, n=5, w=64, h=48, rotation=0)
+    r = studio.stylize_video(clip, key, painting_upload=str(upload))
+    with av.open(str(r.path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 5 and frames[0].shape == (48, 64, 3)
