@@ -103,7 +103,9 @@ def train(cfg: DictConfig) -> dict:
     paintings = run_paintings(cfg)
     apply_steps_per_style(cfg, paintings)
     _apply_init_from(cfg)
-    datamodule = instantiate(cfg.data, seed=cfg.seed)
+    # plain lists and dicts, not OmegaConf containers: the data module's hyperparameters go into every
+    # Lightning checkpoint, which quality.py and resume read with torch.load(weights_only=True)
+    datamodule = instantiate(cfg.data, seed=cfg.seed, _convert_="all")
     module = StyleTransferModule.from_config(cfg, paintings)
     loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c]
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c]
