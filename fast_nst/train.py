@@ -60,12 +60,13 @@ def _apply_init_from(cfg: DictConfig) -> None:
     if not init:
         return
     if not Path(init).is_file():
-        raise FileNotFoundError(f"init_from={init}: no such export (give the .safetensors to continue from)")
-    target = Path(cfg.export.dir) / f"{cfg.export.name}.safetensors"
-    if target.exists() and target.resolve() == Path(init).resolve():
-        raise ValueError(f"init_from={init} is also this run's export ({target}); it would be overwritten. "
-                         "Give the new network another name (name=...)")
+        raise MissingPathError(f"init_from={init}: no such export (give the .safetensors to continue from)")
     from fast_nst.export import read_export
+    from fast_nst.validate import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([Path(cfg.export.dir) / f"{cfg.export.name}.safetensors"], inputs=[init],
+                              option="export", what="init_from export",
+                              fix="give the new network another name (name=...)")
 
     info = read_export(init)
     if info.loss:
