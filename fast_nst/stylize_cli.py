@@ -13,7 +13,7 @@ from fast_nst.images import (ImageError, IMAGE_EXTENSIONS, PixelLimit, limit_siz
                              save_image_atomic)
 from fast_nst.errors import ConfigError, MissingPathError
 from fast_nst.stylizer import Stylizer
-from fast_nst.validate import validate_stylize
+from fast_nst.validate import refuse_overwriting_inputs, validate_stylize
 
 console = Console(stderr=True)
 
@@ -106,6 +106,7 @@ def run_video(cfg, stylizer: Stylizer, style: dict) -> int:
 
     src = Path(str(cfg.input)).expanduser()
     dst = video_output(src, cfg.output, stylizer.style_name)
+    refuse_overwriting_inputs([dst], inputs=[src], given=None if cfg.output is None else str(cfg.output))
     if not cfg.overwrite and dst.exists():
         console.print(f"{dst} exists; skipped (overwrite=false)")
         return 0
@@ -155,20 +156,24 @@ def run(cfg) -> int:
     files, base = collect_inputs(str(cfg.input))
     if not files:
         raise MissingPathError(f"input={cfg.input}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
-    failed = 0
+    plans = []  # (label, style arguments, output option, output files): all planned before any is written
     for label, style in runs:
         output = cfg.output
         if len(runs) > 1 and output:
             single_file = len(files) == 1 and base is None and Path(output).suffix.lower() in IMAGE_EXTENSIONS
             output = (str(Path(output).with_name(f"{Path(output).stem}_{label}{Path(output).suffix}"))
                       if single_file else str(Path(output) / label))
-        failed += _stylize_files(cfg, stylizer, files, base, output, label, style)
-    return failed
+        plans.append((label, style, output, plan_outputs(files, base, output, label)))
+    glob_spec = str(cfg.input) if base is None and any(c in str(cfg.input) for c in "*?[") else None
+    refuse_overwriting_inputs([o for *_, outs in plans for o in outs], inputs=files,
+                              folders=[base] if base is not None else [], patterns=[glob_spec] if glob_spec else [],
+                              given=None if cfg.output is None else str(cfg.output))
+    return sum(_stylize_files(cfg, stylizer, files, base, outs, output, label, style)
+               for label, style, output, outs in plans)
 
 
-def _stylize_files(cfg, stylizer: Stylizer, files: list[Path], base: Path | None, output: str | None,
-                   label: str, style: dict) -> int:
-    outs = plan_outputs(files, base, output, label)
+def _stylize_files(cfg, stylizer: Stylizer, files: list[Path], base: Path | None, outs: list[Path],
+                   output: str | None, label: str, style: dict) -> int:
     todo = [(f, o) for f, o in zip(files, outs) if cfg.overwrite or not o.exists()]
     console.print(f"[bold]{stylizer.name}[/] ({stylizer.kind}) as [bold]{label}[/]"
                   + (f" at strength {cfg.strength:g}" if cfg.strength != 1 else "")
