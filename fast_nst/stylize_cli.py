@@ -13,7 +13,7 @@ from fast_nst.images import (ImageError, IMAGE_EXTENSIONS, PixelLimit, limit_siz
                              save_image_atomic)
 from fast_nst.errors import ConfigError, MissingPathError
 from fast_nst.stylizer import Stylizer
-from fast_nst.validate import refuse_overwriting_inputs, validate_stylize
+from fast_nst.validate import output_names_a_file, refuse_overwriting_inputs, validate_stylize
 
 console = Console(stderr=True)
 
@@ -36,9 +36,10 @@ def plan_outputs(files: list[Path], base: Path | None, output: str | None, style
     if output and len(files) == 1 and base is None and Path(output).suffix.lower() in IMAGE_EXTENSIONS:
         return [Path(output)]
     out_dir = Path(output) if output else Path("stylized") / style
-    if out_dir.suffix.lower() in IMAGE_EXTENSIONS:
-        raise ConfigError(f"output={output} names one file but input has {len(files)} images; "
-                         "give a folder instead")
+    if output_names_a_file(out_dir):
+        raise ConfigError(f"output={output} names one file but input has {len(files)} images; give a folder instead"
+                          if out_dir.suffix.lower() in IMAGE_EXTENSIONS else
+                          f"output={output} names a video, but the input is images; give an image file or a folder")
     outs, seen = [], set()
     for f in files:
         rel = f.relative_to(base) if base else Path(f.name)
@@ -64,7 +65,7 @@ def style_runs(cfg, stylizer: Stylizer) -> list[tuple[str, dict]]:
     weights, images = _plain(cfg.style_weights), _plain(cfg.style_image)
     if cfg.style == "all":
         if weights is not None or images is not None:
-            raise ValueError("style=all writes each painting on its own; drop style_weights/style_image")
+            raise ConfigError("style=all writes each painting on its own; drop style_weights/style_image")
         runs = [(name, {"style": name}) for name in stylizer.styles]
     else:
         if weights is not None and isinstance(weights, dict):
@@ -92,7 +93,7 @@ def video_output(src: Path, output: str | None, style: str) -> Path:
     if output and Path(output).suffix.lower() in VIDEO_EXTENSIONS:
         return Path(output)
     if output and Path(output).suffix and not Path(output).is_dir():
-        raise ValueError(f"output={output}: not a video extension ({', '.join(VIDEO_EXTENSIONS)}) nor a folder")
+        raise ConfigError(f"output={output}: not a video extension ({', '.join(VIDEO_EXTENSIONS)}) nor a folder")
     return (Path(output) if output else Path("stylized") / style) / src.name
 
 

@@ -173,9 +173,16 @@ def validate_stylize(cfg: DictConfig) -> None:
         problems.append(f"quality={q}: JPEG quality must be an integer from 1 to 100")
     out = _get(cfg, "output")
     if out is not None:
-        folder = Path(str(out)).parent if Path(str(out)).suffix.lower() in IMAGE_EXTENSIONS else Path(str(out))
+        folder = Path(str(out)).parent if output_names_a_file(out) else Path(str(out))
         problems += _writable_dir("output", folder)
     _raise(problems)
+
+
+def output_names_a_file(output) -> bool:
+    """stylize.py's output= names one file (an image or a video, by its extension), else a folder."""
+    from fast_nst.video import VIDEO_EXTENSIONS
+
+    return Path(str(output)).suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
 
 
 def _output_folder(cfg: DictConfig, key: str, is_file: bool) -> list[str]:
