@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from fast_nst.errors import ConfigError
 from fast_nst.kinds import split_model_config
 from fast_nst.paintings import Painting, training_paintings
 
@@ -67,6 +68,23 @@ def prepare_batch(batch: Any, memory_format: torch.memory_format) -> tuple[Any, 
         raise TypeError(f"a training batch is a (B, 3, H, W) photos tensor, a tuple/list with the photos first "
                         f"or a dict with a 'photos' key; got {type(batch).__name__}")
     return batch, photos
+
+
+def _changed_options(theirs: dict, ours: Any, prefix: str = "") -> str:
+    """The `model`/`loss`/... options that differ between a checkpoint's hyper-parameters and this
+    run's, as `model.width=1.0 (now 0.5)`, for the message of a checkpoint that does not fit."""
+    out = []
+    for key in ("model", "paintings", "init_from") if not prefix else sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(key), _plain(ours.get(key))
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _changed_options(a, b, f"{prefix}{key}.")
+            out += [inner] if inner else []
+        elif key == "paintings" and not prefix and a != b:
+            names = lambda ps: [p.get("name") for p in ps or []]  # noqa: E731
+            out.append(f"paintings {names(a)} (now {names(b)})")
+        elif a != b:
+            out.append(f"{prefix}{key}={a} (now {b})")
+    return ", ".join(out)
 
 
 @dataclass(frozen=True)
@@ -164,12 +182,25 @@ class StyleTransferModule(pl.LightningModule):
         # checkpoints written before the gradient-spike guard existed lack its running average;
         # it restarts from "unknown", as in a new run
         checkpoint["state_dict"].setdefault("log_grad_norm_avg", torch.tensor(float("nan")))
-        ours = {k: v.shape for k, v in self.state_dict().items() if k.startswith("net.")}
-        theirs = {k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        ours = {k: tuple(v.shape) for k, v in self.state_dict().items() if k.startswith("net.")}
+        theirs = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        problem = None
         if ours != theirs:
-            diff = sorted(set(ours.items()) ^ set(theirs.items()))[:4]
-            raise ValueError(f"the checkpoint holds another network than this config builds (e.g. {diff}); "
-                             "resume with the config of the run that wrote it, or start without ckpt_path")
+            k = next(k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k))
+            problem = (f"it holds another network than this config builds ({k}: {theirs.get(k, 'absent')} in "
+                       f"the checkpoint, {ours.get(k, 'absent')} here)")
+        else:
+            groups = [len(g["params"]) for g in (checkpoint.get("optimizer_states") or [{}])[0].get("param_groups", [])]
+            if groups and groups != [len(g["params"]) for g in self.net.parameter_groups()]:
+                problem = "its optimizer trained other parameters than this config trains"
+        if problem:
+            path = self._trainer.ckpt_path if self._trainer is not None else None
+            changed = _changed_options(checkpoint.get("hyper_parameters") or {}, self.hparams)
+            raise ConfigError(
+                f"ckpt_path={path or '...'}: {problem}; "
+                + (f"the run that wrote it had {changed}: resume with those, " if changed else
+                   "resume with the options of the run that wrote it, ")
+                + "or start a new run (another name=, or no ckpt_path)")
 
     def forward(self, x: torch.Tensor, cond=None) -> torch.Tensor:
         return self.net(x, cond)

@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fast_nst.errors import ConfigError
-from fast_nst.images import IMAGE_EXTENSIONS, PROJECT_ROOT, resolve_path
+from fast_nst.images import IMAGE_EXTENSIONS, PROJECT_ROOT, ImageError, read_header, resolve_path
 
 
 def _get(cfg: DictConfig, key: str):
@@ -137,6 +137,11 @@ def validate_train(cfg: DictConfig) -> None:
     if image is not None and not resolve_path(image).is_file():
         problems.append(f"style.image={image}: no such file; give a painting with style.image=PATH "
                         f"(and style.name=NAME), or pick a bundled one: style={{{','.join(bundled_styles())}}}")
+    elif image is not None:
+        try:
+            read_header(image)
+        except ImageError as e:
+            problems.append(f"style.image={image}: {e}")
     if OmegaConf.select(cfg, "data") is not None and "root" in cfg.data.keys() and _get(cfg, "data.root") is None:
         problems.append("data.root is required: add data.root=DIR (a folder of photos, searched recursively)")
     for key in ("data.root", "data.val_root"):
@@ -195,7 +200,6 @@ def _output_folder(cfg: DictConfig, key: str, is_file: bool) -> list[str]:
 def validate_optimize(cfg: DictConfig) -> None:
     """optimize.py: the photo and paintings exist, sizes and counts are positive, one blend weight
     per painting, a writable output folder; before the VGG loads."""
-    from fast_nst.images import ImageError
     from fast_nst.paintings import locate_painting, resolve_painting
 
     problems: list[str] = []
