@@ -17,6 +17,7 @@ import math
 import os
 import queue
 import random
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -304,13 +305,30 @@ class ResumableLoader(DataLoader):
         self.sampler.start = batches * self.batch_size
 
 
+def worker_init(worker_id: int) -> None:
+    """Every loader worker ignores SIGINT and SIGTERM: Ctrl-C reaches the whole process group and a
+    scheduler may signal every process, and a worker killed by either ends the run ("DataLoader
+    worker exited unexpectedly") before the main process has saved last.ckpt
+    (fast_nst.guards.StopOnSignal). Workers still exit with the main process. Lightning's seeding of
+    workers (seed_everything(workers=True), which it only adds when a loader has no init function
+    of its own) is kept."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        from lightning_fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id)
+
+
 def loader_kwargs(num_workers: int, pin_memory: bool = True, persistent_workers: bool = True,
                   prefetch_factor: int | None = 2) -> dict:
     """DataLoader speed options; those that only mean something with workers or CUDA are dropped
-    otherwise (PyTorch rejects prefetch_factor without workers, pinning without CUDA is a no-op)."""
+    otherwise (PyTorch rejects prefetch_factor without workers, pinning without CUDA is a no-op).
+    Workers start with `worker_init`."""
     kw = dict(num_workers=num_workers, pin_memory=bool(pin_memory) and torch.cuda.is_available())
     if num_workers > 0:
-        kw.update(persistent_workers=bool(persistent_workers), prefetch_factor=prefetch_factor)
+        kw.update(persistent_workers=bool(persistent_workers), prefetch_factor=prefetch_factor,
+                  worker_init_fn=worker_init)
     return kw
 
 

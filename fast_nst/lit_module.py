@@ -249,23 +249,31 @@ class StyleTransferModule(pl.LightningModule):
             lg.log_metrics(metrics, step=self.global_step)
         self._painting_sums, self._painting_counts = None, None
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
+    def stylize_columns(self, batch: Any) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, dict]]]:
+        """(photos, [(label, stylized photos, loss terms)]): a batch through the network once per
+        validation grid column (per painting for multi-style kinds). Validation and the divergence
+        guard's check of the export (fast_nst.guards) both look at these."""
         batch, photos = prepare_batch(batch, self.memory_format)
         bs = photos.shape[0]
-        columns = self.net.validation_styles()
-        outputs, per_column = [], []
-        for label, i in columns:
+        columns = []
+        for label, i in self.net.validation_styles():
             idx = None if i is None else torch.full((bs,), i, device=self.device, dtype=torch.long)
             out, terms = self.net.training_step(self.criterion, batch, idx, forward=self._net_fn)
-            outputs.append(out)
-            per_column.append(terms)
-            if len(columns) > 1:
+            columns.append((label, out, terms))
+        return photos, columns
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        photos, columns = self.stylize_columns(batch)
+        bs = photos.shape[0]
+        outputs, per_column = [out for _, out, _ in columns], [terms for _, _, terms in columns]
+        if len(columns) > 1:
+            for label, _, terms in columns:
                 self._log_terms(terms, "val", bs, suffix=f"/{label}")
         self._log_terms({k: torch.stack([t[k] for t in per_column]).mean() for k in SCALAR_TERMS}, "val", bs)
         if batch_idx == 0:
             # content | stylized with each painting, one row per validation photo
             self._val_grid = torch.stack([photos] + [o.to(photos.dtype) for o in outputs], 1).flatten(0, 1).float().cpu()
-            self._val_labels = ["content"] + [label for label, _ in columns]
+            self._val_labels = ["content"] + [label for label, _, _ in columns]
 
     def on_validation_epoch_end(self) -> None:
         if self._val_grid is not None and not self.trainer.sanity_checking:
