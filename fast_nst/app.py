@@ -32,7 +32,8 @@ from typing import Any, Callable
 from PIL import Image
 
 from fast_nst.errors import ConfigError, FastNSTError, MissingPathError
-from fast_nst.images import ImageError, PixelLimit, limit_size, open_image, read_header, save_image_atomic
+from fast_nst.images import (ImageError, PixelLimit, is_animation, limit_size, open_image, read_header,
+                             save_image_atomic)
 from fast_nst.paintings import BUNDLED_PAINTINGS, Painting, locate_painting
 from fast_nst.stylizer import Stylizer
 
@@ -261,11 +262,11 @@ class Studio:
         src = Path(photo)
         # the header first: over max_pixels is refused before a pixel is decoded (ImageError names
         # the file and what is wrong with it)
-        frames = read_header(src, limit=self.limit).frames
+        header = read_header(src, limit=self.limit)
         image = open_image(src, self.limit)
         notes = []
-        if frames > 1:
-            notes.append(f"An animation of {frames} frames: this page stylizes its first frame. For every frame "
+        if is_animation(header):
+            notes.append(f"An animation of {header.frames} frames: this page stylizes its first frame. For every frame "
                          f"(an animated PNG): `python stylize.py ckpt={entry.path} input=ANIMATION`")
         if self.max_size and max(image.size) > self.max_size:
             w, h = image.size

@@ -419,6 +419,18 @@ class PhotoDataModule(pl.LightningDataModule):
                         what, folder, describe_skips([(str(p), r) for p, r in bad]))
         return good
 
+    def _listed(self, folder: Path, what: str) -> list[Path]:
+        """`list_images(folder)`; what it could not list (broken or looping links, unreadable
+        folders) is skipped and counted like an unusable photo."""
+        problems: list[tuple[Path, str]] = []
+        found = list_images(folder, problems=problems)
+        for path, reason in problems:
+            self.skip_log.record(path, reason)
+        if problems:
+            log.warning("skipping %d entries under %s that are not readable %s images:\n%s", len(problems), folder,
+                        what, describe_skips([(str(p), r) for p, r in problems]))
+        return found
+
     def _nothing_usable(self, key: str, folder: Path, found: int) -> ConfigError:
         return ConfigError(
             f"{key}: none of the {found} image files under {folder} is usable:\n"
@@ -435,7 +447,7 @@ class PhotoDataModule(pl.LightningDataModule):
                 f"data.root={hp.root}: folder not found (looked in {root}). Point data.root at a "
                 "folder of photos, or use data=coco after scripts/download_coco.py")
         self.skip_log = SkipLog()
-        found = list_images(root)
+        found = self._listed(root, "training")
         if not found:
             raise ConfigError(f"data.root={hp.root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) "
                              f"under {root} (searched recursively); point data.root at a folder of photos")
@@ -443,7 +455,7 @@ class PhotoDataModule(pl.LightningDataModule):
         if not files:
             raise self._nothing_usable("data.root", root, len(found))
         if hp.val_root:
-            val_found = list_images(hp.val_root)
+            val_found = self._listed(resolve_path(hp.val_root), "validation")
             val = self._usable(val_found, "validation", resolve_path(hp.val_root))
             if not val:
                 raise self._nothing_usable("data.val_root", resolve_path(hp.val_root), len(val_found))

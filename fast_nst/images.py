@@ -163,6 +163,64 @@ def open_image(path: str | os.PathLike, limit: PixelLimit | None = None) -> Imag
         raise _decode_error(p, e) from e
 
 
+# Formats whose several frames are an animation (a multi-page TIFF or a camera's MPO is not)
+ANIMATION_FORMATS = ("GIF", "PNG", "WEBP")
+ANIMATION_SUFFIXES = (".png", ".gif", ".webp")  # what can hold one: output names for animations
+
+
+@dataclass
+class Animation:
+    """Every frame of an animated GIF / PNG / WebP, composited as a viewer shows it, in RGB (RGBA
+    when a frame has transparency), with each frame's duration in milliseconds."""
+    frames: list[Image.Image]
+    durations: list[int]
+    loop: int  # 0 = forever
+
+
+def is_animation(h: ImageHeader) -> bool:
+    return h.frames > 1 and h.format in ANIMATION_FORMATS
+
+
+def read_animation(path: str | os.PathLike, limit: PixelLimit | None = None) -> Animation:
+    """All frames of an animation. `limit` caps the pixels of all frames together (they are all
+    held to write the animated output), with the same message as a still over it."""
+    p = _existing_file(path)
+    im = _open_lazy(p, limit)
+    note_input(p)
+    with im:
+        n = getattr(im, "n_frames", 1)
+        if limit is not None and limit.pixels is not None and n * im.width * im.height > limit.pixels:
+            total = n * im.width * im.height
+            raise ImageTooLarge(
+                f"{p}: an animation of {n} frames of {im.width}x{im.height} px = {total / 1e6:.1f} Mpx in all, over "
+                f"the limit of {limit.pixels / 1e6:.1f} Mpx ({limit.option}={limit.pixels}); every frame is held in "
+                f"memory to write the animated output. Raise the limit ({limit.option}="
+                f"{-(-total // 1_000_000) * 1_000_000}), or cut the animation shorter")
+        frames, durations = [], []
+        try:
+            for i in range(n):
+                im.seek(i)
+                frame = im.convert("RGBA")
+                frames.append(frame if frame.getextrema()[3][0] < 255 else frame.convert("RGB"))
+                durations.append(int(im.info.get("duration") or 100))
+        except Exception as e:  # PIL raises many types for bad data
+            raise _decode_error(p, e) from e
+        return Animation(frames, durations, int(im.info.get("loop", 0) or 0))
+
+
+def save_animation_atomic(anim: Animation, path: str | os.PathLike) -> Path:
+    """An animated PNG (or GIF / WebP, by `path`'s suffix) of `anim`'s frames and durations."""
+    path = Path(path)
+    fmt = {".png": "PNG", ".gif": "GIF", ".webp": "WEBP"}.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: an animation needs a format that holds one ({', '.join(ANIMATION_SUFFIXES)}); "
+                         "give an output name ending in .png")
+    first, rest = anim.frames[0], anim.frames[1:]
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    return atomic_write(path, lambda tmp: first.save(tmp, format=fmt, save_all=True, append_images=rest,
+                                                     duration=anim.durations, loop=anim.loop, **extra))
+
+
 def to_rgb(im: Image.Image, background: tuple[int, int, int] | None = None) -> Image.Image:
     """Any mode (grayscale, palette, CMYK, 16-bit, with alpha) as 8-bit RGB.
 
@@ -326,13 +384,70 @@ def save_image_atomic(im: Image.Image, path: str | os.PathLike, **kwargs) -> Pat
     return atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **kwargs))
 
 
-def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files below `root`, sorted so every run sees the same order."""
+def list_images(root: str | os.PathLike, recursive: bool = True,
+                problems: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Image files below `root`, sorted so every run sees the same order. Links to files and
+    folders are followed. What cannot be listed is appended to `problems` as (path, reason), so
+    callers count and report it instead of missing it silently: broken links (whose name could be
+    an image or a folder), link loops and folders that cannot be read or that a link already
+    brought in."""
     root = resolve_path(root)
     if not root.exists():
         raise FileNotFoundError(f"image folder {root} does not exist")
     if root.is_file():
         return [root]
-    it = root.rglob("*") if recursive else root.glob("*")
-    return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                  and not p.name.startswith("."))
+    problems = [] if problems is None else problems
+    found: list[Path] = []
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def unreadable(e: OSError) -> None:
+        problems.append((Path(e.filename or root), f"{e.filename}: cannot read this folder ({e.strerror}); "
+                                                   "its images are skipped: check its permissions"))
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
+        try:
+            st = os.stat(folder)
+        except OSError as e:
+            unreadable(e)
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:  # a link back up (a loop) or a second link to it
+            problems.append((Path(folder), f"{folder}: a link to a folder already searched (a symbolic link "
+                                           "loop, or a second link to it); skipped"))
+            dirs[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if _followable(Path(folder) / d, problems))
+        for name in sorted(files):
+            p = Path(folder) / name
+            if name.startswith(".") or p.suffix.lower() not in IMAGE_EXTENSIONS + ("",):
+                continue
+            if p.is_file():
+                if p.suffix:
+                    found.append(p)
+            elif p.is_symlink():
+                problems.append((p, _broken_link(p)))
+        if not recursive:
+            dirs[:] = []
+    return sorted(found)
+
+
+def _followable(d: Path, problems: list[tuple[Path, str]]) -> bool:
+    """A folder os.walk may enter; a link to one that is gone or loops is a problem instead."""
+    if d.is_symlink() and not d.exists():
+        problems.append((d, _broken_link(d)))
+        return False
+    return True
+
+
+def _broken_link(p: Path) -> str:
+    try:
+        target = os.readlink(p)
+    except OSError:
+        target = "?"
+    try:
+        p.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"{p}: a symbolic link loop (-> {target}); skipped: point the link at a file or remove it"
+    return f"{p}: a broken symbolic link (-> {target}, which does not exist); skipped: fix or remove the link"
