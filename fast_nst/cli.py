@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Callable
@@ -22,3 +23,51 @@ def run_cli(fn: Callable[[], object]) -> object:
             raise
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
+
+
+def check_overrides(argv: list[str]) -> str | None:
+    """The one-line error for the first `key=value` argument Hydra's override grammar cannot read
+    (Hydra would print LexerNoViableAltException and a grammar link), with how to quote it; None
+    when all parse. Non-ASCII letters are the common case: Hydra reads unquoted values as ASCII."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = None
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue  # --help, --cfg job, -m: Hydra's own flags
+        parser = parser or OverridesParser.create()
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException:
+            key, _, value = arg.partition("=")
+            why = ("Hydra reads unquoted values in ASCII only" if not value.isascii() else
+                   "Hydra's override grammar cannot read this value unquoted (it holds characters such as "
+                   "( ) [ ] { } , = ' \" that have a meaning there)")
+            quoted = f"'{key}=\"{value}\"'" if "'" not in value and '"' not in value else f"{key}=\"...\" (escape the quotes)"
+            return (f"{arg}: {why}; quote the value for Hydra, inside shell quotes so the shell keeps them: "
+                    f"{quoted}")
+    return None
+
+
+def hydra_main(**kwargs) -> Callable:
+    """`hydra.main(**kwargs)` for the entry points, with the command line checked first: an
+    argument Hydra cannot parse is one line (`check_overrides`) and exit 2, like every other
+    usage error, instead of Hydra's parser trace."""
+    import hydra
+
+    def decorate(fn: Callable) -> Callable:
+        app = hydra.main(**kwargs)(fn)
+
+        @functools.wraps(fn)
+        def run(*args, **kw):
+            if not args and not kw:
+                problem = check_overrides(sys.argv[1:])
+                if problem:
+                    print(f"error: {problem}", file=sys.stderr, flush=True)
+                    sys.exit(EXIT_USAGE)
+            return app(*args, **kw)
+
+        return run
+
+    return decorate
