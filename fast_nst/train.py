@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fast_nst.callbacks import ExportCallback
-from fast_nst.errors import MissingPathError
+from fast_nst.errors import ConfigError, MissingPathError
 from fast_nst.lit_module import StyleTransferModule, run_paintings
 from fast_nst.paintings import Painting
 from fast_nst.validate import validate_train
@@ -44,13 +44,32 @@ def _quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
+def command_line_keys(cfg: DictConfig) -> set[str]:
+    """The config keys set on this run's command line (`key=v`, `+key=v`, `++key=v`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = cfg.get("hydra") if "hydra" in cfg else (HydraConfig.get() if HydraConfig.initialized() else None)
+    task = list(hydra_cfg.overrides.task) if hydra_cfg is not None else []
+    return {o.split("=", 1)[0].lstrip("+~") for o in task if "=" in o}
+
+
 def apply_steps_per_style(cfg: DictConfig, paintings: list[Painting]) -> None:
-    """`steps_per_style` set: trainer.max_steps = steps_per_style x the paintings this run trains."""
+    """`steps_per_style` set: trainer.max_steps = steps_per_style x the paintings this run trains,
+    unless trainer.max_steps is on the command line: an explicit value wins (both there: an error)."""
     per = cfg.get("steps_per_style")
-    if per:
-        cfg.trainer.max_steps = int(per) * len(paintings)
-        log.info("trainer.max_steps = steps_per_style %d x %d painting(s) = %d", per, len(paintings),
-                 cfg.trainer.max_steps)
+    if not per:
+        return
+    given = command_line_keys(cfg)
+    if "trainer.max_steps" in given:
+        if "steps_per_style" in given:
+            raise ConfigError(f"trainer.max_steps={cfg.trainer.max_steps} and steps_per_style={per} both given; "
+                              "give one (steps_per_style sets max_steps = it x the number of paintings)")
+        log.info("trainer.max_steps=%d from the command line (steps_per_style=%d x %d paintings not applied)",
+                 cfg.trainer.max_steps, per, len(paintings))
+        return
+    cfg.trainer.max_steps = int(per) * len(paintings)
+    log.info("trainer.max_steps = steps_per_style %d x %d painting(s) = %d", per, len(paintings),
+             cfg.trainer.max_steps)
 
 
 def _apply_init_from(cfg: DictConfig) -> None:
