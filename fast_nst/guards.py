@@ -110,6 +110,8 @@ def _advice(trainer: pl.Trainer, module: pl.LightningModule) -> str:
     return " or ".join(advice)
 
 
+# Validation photos DivergenceGuard.vet_export looks at (at most)
+VET_PHOTOS = 8
 # Weight of the newest step in the running (log-domain) average of the loss that DivergenceGuard
 # watches: ~20 steps, so one bad batch, or a spike that optim.spike_clip tamed, moves it little.
 LOSS_MEAN_RATE = 0.05
@@ -175,11 +177,11 @@ class DivergenceGuard(pl.Callback):
         columns = getattr(module, "stylize_columns", None)
         if columns is None or not self.min_output_std:
             return
-        batch = None
-        dm = trainer.datamodule
-        if dm is not None and getattr(dm, "val_set", None):
-            batch = next(iter(dm.val_dataloader()), None)
-        batch = batch if batch is not None else self._last_photos
+        val_set = getattr(trainer.datamodule, "val_set", None)
+        if val_set:  # read here: a loader would start its worker processes for one batch
+            batch = torch.utils.data.default_collate([val_set[i] for i in range(min(len(val_set), VET_PHOTOS))])
+        else:
+            batch = self._last_photos
         if batch is None:
             return
         was_training = module.training
