@@ -14,8 +14,21 @@ from fast_nst.errors import FastNSTError
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_cli(fn: Callable[[], object]) -> object:
-    """Returns `fn()`; a FastNSTError becomes `error: <message>` on stderr and its exit code."""
+    """Returns `fn()`; a FastNSTError becomes `error: <message>` on stderr and its exit code.
+    SIGTERM is handled as Ctrl-C (the temporary file of a write in progress is removed, instead
+    of being left behind by the default kill), and either one is one line and exit 1 (training
+    handles both itself while it runs: fast_nst.guards.StopOnSignal)."""
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return fn()
     except FastNSTError as e:
@@ -23,6 +36,15 @@ def run_cli(fn: Callable[[], object]) -> object:
             raise
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print("\nerror: stopped by Ctrl-C or SIGTERM; every file written so far is complete (none is left "
+              "half-written)", file=sys.stderr, flush=True)
+        sys.exit(EXIT_FAILURE)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def check_overrides(argv: list[str]) -> str | None:
