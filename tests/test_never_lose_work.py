@@ -390,13 +390,24 @@ def _fit(tmp_path, module, steps, ckpt_path=None):
     return trainer
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_saves_last_ckpt_at_the_end_of_the_step_and_the_run_resumes_exactly(tmp_path, signum):
-    handler = signal.getsignal(signum)
-    stopped = Counting(signum, at=3)
+@pytest.fixture
+def heard(request):
+    """The signal of the test with its usual handler: a background job (`pytest ... &` in a
+    script) starts with SIGINT ignored, which StopOnSignal rightly leaves alone."""
+    signum = request.param
+    previous = signal.getsignal(signum)
+    if previous == signal.SIG_IGN:
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+    yield signum
+    signal.signal(signum, previous)
+
+
+@pytest.mark.parametrize("heard", [signal.SIGINT, signal.SIGTERM], indirect=True)
+def test_a_signal_saves_last_ckpt_at_the_end_of_the_step_and_the_run_resumes_exactly(tmp_path, heard):
+    handler = signal.getsignal(heard)
     with pytest.raises(TrainingInterrupted) as err:
-        _fit(tmp_path / "a", stopped, 6)
-    assert signal.getsignal(signum) == handler  # restored
+        _fit(tmp_path / "a", Counting(heard, at=3), 6)
+    assert signal.getsignal(heard) == handler  # restored
     last = tmp_path / "a" / "runs" / "last.ckpt"
     assert f"step 3 of 6: {last} holds step 3" in str(err.value) and "ckpt_path=last" in str(err.value)
     assert torch.load(last, weights_only=True)["global_step"] == 3
@@ -407,6 +418,25 @@ def test_a_signal_saves_last_ckpt_at_the_end_of_the_step_and_the_run_resumes_exa
     for (k, a), b in zip(resumed.lightning_module.net.state_dict().items(),
                          straight.lightning_module.net.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_ctrl_c_or_sigterm_outside_training_is_one_line_and_leaves_no_partial_file(tmp_path, capsys):
+    if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        pytest.skip("SIGTERM already has a handler in this process; run_cli keeps it")
+
+    def killed_while_writing():
+        def write(tmp):
+            tmp.write_bytes(b"half a pict")
+            os.kill(os.getpid(), signal.SIGTERM)  # a service manager stopping stylize.py
+            tmp.write_bytes(b"half a picture")
+
+        atomic_write(tmp_path / "out.png", write)
+
+    with pytest.raises(SystemExit) as code:
+        run_cli(killed_while_writing)
+    assert code.value.code == 1 and list(tmp_path.iterdir()) == []
+    assert capsys.readouterr().err.strip().startswith("error: stopped by Ctrl-C or SIGTERM")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 class _Handlers(torch.utils.data.Dataset):
