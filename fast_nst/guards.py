@@ -141,14 +141,17 @@ class DivergenceGuard(pl.Callback):
         self.lowest: float | None = None
         self.lowest_step = 0
         self.above = 0                   # steps in a row over factor x lowest
+        self.terms: tuple[str, ...] = ()  # the terms the loss summed at the last step
         self._last_photos = None
 
     def state_dict(self) -> dict:
-        return {"mean": self.mean, "lowest": self.lowest, "lowest_step": self.lowest_step, "above": self.above}
+        return {"mean": self.mean, "lowest": self.lowest, "lowest_step": self.lowest_step, "above": self.above,
+                "terms": list(self.terms)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.mean, self.lowest = state_dict.get("mean"), state_dict.get("lowest")
         self.lowest_step, self.above = int(state_dict.get("lowest_step", 0)), int(state_dict.get("above", 0))
+        self.terms = tuple(state_dict.get("terms", ()))
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
         self._last_photos = batch
@@ -162,6 +165,11 @@ class DivergenceGuard(pl.Callback):
         if not math.isfinite(value):
             return  # NonFiniteLossGuard's case
         x = math.log(max(value, 1e-30))
+        terms = tuple(sorted(getattr(module, "last_terms", {}) or ()))
+        if terms != self.terms:
+            # the loss is another sum from here on (a distillation run's pixel-only start ends): its
+            # level says nothing about the old one's, so the baseline starts again
+            self.mean, self.lowest, self.above, self.terms = None, None, 0, terms
         self.mean = x if self.mean is None else (1 - LOSS_MEAN_RATE) * self.mean + LOSS_MEAN_RATE * x
         if self.lowest is None or self.mean < self.lowest:
             self.lowest, self.lowest_step = self.mean, trainer.global_step

@@ -608,3 +608,27 @@ def test_an_explicit_max_steps_wins_over_steps_per_style():
     cfg = compose("train", ["experiment=multi_style", "trainer.max_steps=10", "steps_per_style=5"])
     with pytest.raises(ConfigError, match="give one"):
         apply_steps_per_style(cfg, run_paintings(cfg))
+
+
+def test_the_divergence_guard_restarts_its_baseline_when_the_loss_becomes_another_sum():
+    """A distillation run trains on its pixel target alone first (~1e4), then on the objective too
+    (~1e6): a 100x step that is no divergence. The same jump with the same terms is one."""
+    from types import SimpleNamespace
+
+    from fast_nst.guards import DivergedError, DivergenceGuard
+
+    def run(phases):
+        guard = DivergenceGuard(factor=5, steps=10, min_output_std=0)
+        trainer = SimpleNamespace(world_size=1, global_step=0, should_stop=False, checkpoint_callbacks=[],
+                                  optimizers=[], precision="32")
+        module = SimpleNamespace(last_terms={})
+        for terms, value, n in phases:
+            for _ in range(n):
+                module.last_terms = dict.fromkeys(terms, 0.0)
+                guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(value)}, None, 0)
+                trainer.global_step += 1
+        return trainer
+
+    run([(("pixel", "loss"), 1e4, 50), (("content", "style", "tv", "pixel", "loss"), 1e6, 200)])
+    with pytest.raises(DivergedError):
+        run([(("content", "style", "tv", "loss"), 1e4, 50), (("content", "style", "tv", "loss"), 1e6, 200)])
