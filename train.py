@@ -4,6 +4,8 @@ Installed, the same is `fast-nst-train` (fast_nst/entry.py)."""
 import hydra
 from omegaconf import DictConfig
 
+import fast_nst  # noqa: F401  (registers the config interpolations, e.g. ${stem:...}, before Hydra reads conf/)
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:

@@ -53,8 +53,8 @@ def process_cpu_seconds(pid: int | None = None) -> float:
 
 
 def checkpoint_name(minutes: float) -> str:
-    """Fixed width, so names sort in time order: min0001.00.ckpt."""
-    return f"min{minutes:07.2f}.ckpt"
+    """Fixed width, so names sort in time order: min0001.000.ckpt."""
+    return f"min{minutes:08.3f}.ckpt"
 
 
 class TimeBudget(pl.Callback):
@@ -95,6 +95,19 @@ class TimeBudget(pl.Callback):
         if self.clock == "wall":
             return self._before + wall - self._start[0] - self._paused[0]
         return self._before + (cpu - self._start[1] - self._paused[1]) * self.cpu_scale
+
+    def wall_seconds_left(self) -> float | None:
+        """Wall seconds until the budget ends, estimated (clock=cpu: at this session's ratio of wall
+        to clock seconds); None without a budget or before the first step."""
+        if self.minutes is None or self._start is None:
+            return None
+        clock = self.seconds()
+        left = max(self.minutes * 60.0 - clock, 0.0)
+        if self.clock == "wall":
+            return left
+        wall = time.perf_counter() - self._start[0] - self._paused[0]
+        spent = clock - self._before
+        return left * wall / spent if spent > 0 else None
 
     def state_dict(self) -> dict:
         return {"seconds": self.seconds(), "timeline": self.timeline}

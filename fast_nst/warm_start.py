@@ -51,15 +51,18 @@ def source_export(source: str) -> Path:
 
 def objective_from_export(cfg: DictConfig, info) -> None:
     """Train against the objective recorded in `info` (`loss`, `loss_net`): a network continued
-    from an export keeps the objective its weights were trained for. VGG weights recorded as a file
-    that is not on this machine fall back to the run's own `loss_net.weights`."""
+    from an export keeps the objective its weights were trained for. The VGG weights: the run's
+    `loss_net.weights` when it is a local file (e.g. an offline copy of the recorded source), else
+    the recorded source, unless that is a file missing on this machine (then the run's)."""
     if info.loss:
         cfg.loss = OmegaConf.create(info.loss)
     if info.loss_net:
         weights = info.loss_net.get("weights")
         keep = cfg.loss_net.weights
         cfg.loss_net = OmegaConf.create(info.loss_net)
-        if weights not in ("oxford", "torchvision") and not Path(str(weights)).is_file():
+        if keep != weights and Path(str(keep)).is_file():
+            cfg.loss_net.weights = keep
+        elif weights not in ("oxford", "torchvision") and not Path(str(weights)).is_file():
             log.warning("%s: its VGG weights %s are not on this machine; using loss_net.weights=%s", info.path, weights, keep)
             cfg.loss_net.weights = keep
 
@@ -110,7 +113,8 @@ class AddRows(WarmStart):
     def prepare(self, cfg: DictConfig) -> None:
         path, info = _multi_style_info(self.source)
         cfg.model = OmegaConf.create({"kind": "cin", **{k: info.network[k] for k in SHAPE}})
-        cfg.init_from = str(path)   # the add_style path: train.py takes the objective from it
+        cfg.init_from = str(path)   # the add_style path (the network continues from it)
+        objective_from_export(cfg, info)
 
     def parameter_groups(self, net: torch.nn.Module, lr: float) -> list[dict]:
         return [{**g, "lr": lr * self.norm_lr_scale} for g in net.parameter_groups()]

@@ -127,7 +127,7 @@ def train_for_time(ttq, out: Path, console) -> list[dict]:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(ttq.threads)
     cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "train.py"), *recipe, *budget]
     console.print(f"time to quality: training for {ttq.minutes} min ({ttq.clock} clock), a checkpoint every "
-                  f"{ttq.every} min:\n  {' '.join(cmd[1:])}")
+                  f"{ttq.every} min:\n  {' '.join(cmd[1:])}", markup=False)
     if subprocess.run(cmd, env=env).returncode != 0:
         raise ConfigError(f"time_to_quality: the training run failed (its output is above; run folder {out / 'run'})")
     timeline = read_timeline(out / "minutes")
