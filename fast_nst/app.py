@@ -65,7 +65,7 @@ class ModelEntry:
     @property
     def label(self) -> str:
         if self.arbitrary:
-            what = "any painting"
+            what = "any painting" + (", pretrained" if not self.path.suffix else "")
         elif len(self.styles) > 1:
             what = f"{len(self.styles)} paintings"
         else:
@@ -99,17 +99,30 @@ def read_model_entry(path: Path) -> ModelEntry:
                       dict(info.thumbnails), () if arbitrary else tuple(info.styles))
 
 
-def find_models(models_dir: str | os.PathLike) -> tuple[list[ModelEntry], list[str]]:
-    """(models, problems): every readable *.safetensors / *.onnx of `models_dir` (sorted by name)
-    and one line per file that is not a usable model (shown on the page, so a broken file is
-    noticed rather than silently missing)."""
+def pretrained_entry(kind: str) -> ModelEntry:
+    """The entry of a kind's own pretrained weights (`Stylizer.load(kind)`, fetched on first use)."""
+    from fast_nst.kinds import pretrained_kinds
+
+    if kind not in pretrained_kinds():
+        raise ConfigError(f"pretrained={kind}: no kind of that name ships weights; choose among "
+                          f"{', '.join(pretrained_kinds()) or 'none'}")
+    arbitrary = _kind_is_arbitrary(kind)
+    return ModelEntry(Path(kind), kind, (), arbitrary, "PyTorch")
+
+
+def find_models(models_dir: str | os.PathLike, pretrained: list[str] | tuple[str, ...] = ()
+                ) -> tuple[list[ModelEntry], list[str]]:
+    """(models, problems): the `pretrained` kinds' own networks first (no file: Stylizer.load(kind)),
+    then every readable *.safetensors / *.onnx of `models_dir` (sorted by name), and one line per
+    file that is not a usable model (shown on the page, so a broken file is noticed rather than
+    silently missing)."""
     d = Path(models_dir).expanduser()
     if not d.is_absolute() and not d.is_dir() and (PROJECT_ROOT / d).is_dir():
         d = PROJECT_ROOT / d  # `python app.py` from another folder still finds the project's checkpoints/
     if not d.is_dir():
         raise MissingPathError(f"models_dir={models_dir}: no such folder. Point it at a folder of exported "
                                "models (.safetensors from train.py, .onnx from scripts/export_onnx.py)")
-    models, problems = [], []
+    models, problems = [pretrained_entry(k) for k in pretrained], []
     for p in sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in MODEL_SUFFIXES):
         try:
             models.append(read_model_entry(p))
@@ -139,11 +152,12 @@ class Studio:
     """The page's logic without the page: loads models on demand (a few kept in memory), checks
     uploads against the limits and stylizes through `Stylizer.stylize_tensor`."""
 
-    def __init__(self, models_dir: str | os.PathLike = "checkpoints", *, device: str = "auto",
+    def __init__(self, models_dir: str | os.PathLike = "checkpoints", *, pretrained: list[str] | tuple[str, ...] = (),
+                 device: str = "auto",
                  max_size: int | None = 1024, video_max_seconds: float = 10, video_max_size: int = 720,
                  batch_size: int = 4, cached_models: int = 3, quality: int = 95,
                  output_dir: str | os.PathLike | None = None):
-        self.models, self.problems = find_models(models_dir)
+        self.models, self.problems = find_models(models_dir, pretrained)
         self.by_path = {str(m.path): m for m in self.models}
         self.device, self.max_size, self.quality = device, max_size, quality
         self.video_max_seconds, self.video_max_size = video_max_seconds, video_max_size
@@ -423,7 +437,7 @@ def serve(cfg) -> None:
         v = cfg.get(key)
         if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise ConfigError(f"{key}={v}: must be a positive number" + (" or null" if key == "max_size" else ""))
-    studio = Studio(cfg.models_dir, device=cfg.device, max_size=cfg.max_size,
+    studio = Studio(cfg.models_dir, pretrained=list(cfg.get("pretrained") or ()), device=cfg.device, max_size=cfg.max_size,
                     video_max_seconds=cfg.video_max_seconds, video_max_size=cfg.video_max_size,
                     batch_size=cfg.batch_size, cached_models=cfg.cached_models, quality=cfg.quality)
     print(f"fast_nst app: {len(studio.models)} models from {cfg.models_dir}: "
