@@ -10,7 +10,8 @@ Every run used to start from random weights, although the project ships a multi-
                  a per-style network (kind johnson) for the new painting.
   convs          (c) a per-style network whose convolutions start from the multi-style network and
                  whose norms start from a row: its paintings' mean, one of its paintings, or the
-                 row an any-painting network predicts for this painting; everything trains.
+                 row an any-painting network (kind style_prediction) predicts for this painting;
+                 everything trains.
   (none)         (d) random weights, as before (warm_start=null, the default of train.py).
 
 A per-style network's instance norms are exactly one row of the multi-style network's conditional
@@ -209,11 +210,13 @@ class FromMultiStyle(WarmStart):
 
 def predicted_rows(export: str | Path, painting: Painting) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The norm rows an any-painting export gives for `painting`: {norm module name: (weight, bias)},
-    with the module names of the transformation network (`encoder.1`, `residuals.0.body.1`, ...).
+    named as in the per-style network (`encoder.1`, `residuals.0.body.1`, ...).
 
-    A kind provides them with `norm_rows(style_image=PATH)`; kind `style_prediction` (its projected
-    embedding, sliced per norm) is read through its own API here."""
+    A kind provides them with `norm_rows(style_image=PATH)`; embedding kinds built on Johnson's
+    network with predicted norms (kind `style_prediction`: Magenta's embedding mapped to every
+    norm's scale and shift) are read through their `style_params` and `transformer`."""
     from fast_nst.export import load_network
+    from fast_nst.models.norms import PredictedInstanceNorm2d
     from fast_nst.paintings import locate_painting
 
     net, info = load_network(export)
@@ -221,14 +224,14 @@ def predicted_rows(export: str | Path, painting: Painting) -> dict[str, tuple[to
     with torch.no_grad():
         if hasattr(net, "norm_rows"):
             return {k: (w.float().cpu(), b.float().cpu()) for k, (w, b) in net.norm_rows(style_image=image).items()}
-        if hasattr(net, "norm_parameters") and hasattr(net, "predicted_norms"):
-            params = net.norm_parameters(net.condition(style_image=image))[0].float().cpu()
-            names = {m: n for n, m in net.named_modules()}
-            return {names[m]: (params[m.offset:m.offset + m.num_features],
-                               params[m.offset + m.num_features:m.offset + 2 * m.num_features])
-                    for m in net.predicted_norms()}
-    raise ConfigError(f"warm_start.rows={export}: a {info.kind} network, which predicts no norm rows "
-                      "(give an any-painting export, `mean`, or a painting of the source)")
+        transformer = getattr(net, "transformer", None)
+        if hasattr(net, "style_params") and transformer is not None:
+            params = net.style_params(net.condition(style_image=image))[0].float().cpu()
+            return {name: (params[m.offset:m.offset + m.num_features],
+                           params[m.offset + m.num_features:m.offset + 2 * m.num_features])
+                    for name, m in transformer.named_modules() if isinstance(m, PredictedInstanceNorm2d)}
+    raise ConfigError(f"warm_start.rows={export}: a {info.kind} network, which predicts no norm rows for "
+                      "Johnson's network (give a style_prediction export, `mean`, or a painting of the source)")
 
 
 def build_warm_start(spec: Any) -> WarmStart | None:
