@@ -122,8 +122,12 @@ def test_time_budget_checkpoints_every_interval_and_stops(tmp_path):
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(Slow(), data)
     timeline = json.loads((tmp_path / "minutes" / "timeline.json").read_text())
-    assert [round(r["minutes"], 4) for r in timeline] == [round(0.01 / 3, 4), round(0.02 / 3, 4), 0.01]
-    assert [r["ckpt"] for r in timeline] == ["min0000.003.ckpt", "min0000.007.ckpt", "min0000.010.ckpt"]
+    marks = [r["minutes"] for r in timeline]
+    # every mark passed gets a checkpoint (a step longer than the interval, on a loaded machine,
+    # would skip the marks inside it) and the budget's end gets the last one
+    assert len(marks) >= 2 and marks == sorted(set(marks)) and marks[-1] == 0.01
+    assert all(abs(m / (0.01 / 3) - round(m / (0.01 / 3))) < 1e-3 for m in marks)
+    assert [r["ckpt"] for r in timeline] == [f"min{m:08.3f}.ckpt" for m in marks]   # min0000.003.ckpt ...
     steps = [r["step"] for r in timeline]
     assert steps == sorted(steps) and steps[0] > 0 and trainer.global_step == steps[-1] < 10_000
     assert all(r["wall_seconds"] >= r["minutes"] * 60 - 1e-6 for r in timeline)
