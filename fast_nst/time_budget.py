@@ -145,7 +145,7 @@ class TimeBudget(pl.Callback):
         cpu_s = t0[1] - self._start[1] - self._paused[1]
         path = self.dirpath / checkpoint_name(mark)
         trainer.save_checkpoint(str(path))
-        entry = {"ckpt": path.name, "minutes": round(mark, 4), "clock_minutes": round(self.seconds() / 60.0, 4),
+        entry = {"ckpt": path.name, "minutes": round(mark, 6), "clock_minutes": round(self.seconds() / 60.0, 4),
                  "step": trainer.global_step, "wall_seconds": round(wall_s, 2), "cpu_seconds": round(cpu_s, 2),
                  "clock": self.clock, "cpu_scale": self.cpu_scale,
                  "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
