@@ -16,6 +16,7 @@ it, and nothing is trained, loaded or written. So an example fails here when it 
 - `style=` / `style_weights=` of a shipped export must be paintings it holds (read from its
   metadata); `styles=[...]` and `style_image=` names without a file suffix must be bundled
   paintings;
+- `scripts/quality.py time_to_quality.recipe=` is composed as the train.py command it is;
 - `scripts/export_onnx.py` keys must be its DEFAULTS; other scripts must exist and every `--flag`
   must appear in the script; `pip install ".[extra]"` extras must be in pyproject;
 - ```python blocks must compile and every `from fast_nst... import name` must resolve (read from
@@ -385,7 +386,8 @@ def check_script(cmd: Command, path: str, args: list[str]) -> None:
     for a in args:
         if a.startswith("--") and len(a) > 2:
             flag = a.split("=", 1)[0]
-            assert f'"{flag}"' in source or f"'{flag}'" in source, f"{cmd}\n  {path} has no option {flag}"
+            known = f'"{flag}"' in source or f"'{flag}'" in source
+            assert known, f"{cmd}\n  {path} has no option {flag}"
 
 
 def check_pip(cmd: Command, args: list[str]) -> None:
@@ -423,6 +425,9 @@ def test_command_parses(cmd: Command):
         hydra_args = [a for a in hydra_args if a != app]
     check_paths(cmd, hydra_args)
     check_names(cmd, app, hydra_args)
+    recipe = values(hydra_args).get("time_to_quality.recipe")
+    if recipe:  # scripts/quality.py trains this recipe first: it is a train.py command line too
+        parse(Command(cmd.where, ("python", "train.py", *shlex.split(recipe.strip("'\"")))))
 
 
 def _module_names(module: str) -> set[str] | None:
