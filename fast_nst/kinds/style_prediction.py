@@ -173,6 +173,19 @@ class StylePredictionNetwork(StyleNetwork, TransformerNet):
         params = self.norm_parameters(e.expand(x.shape[0], -1) if e.shape[0] == 1 else e)
         return self(x, params.to(x.dtype))
 
+    # ------------------------------------------------------------------ ONNX: the embedding is an input
+    def graph_inputs(self) -> dict[str, int]:
+        return {"embedding": self.config["embedding_dim"]}
+
+    def graph_feed(self, x: torch.Tensor, cond: torch.Tensor, strength: float) -> dict[str, torch.Tensor]:
+        e = cond.float().cpu()
+        if strength < 1.0:  # as `stylize`: towards the photo's own embedding (its VGG runs in PyTorch)
+            e = torch.lerp(self.embed(x.to(self.device)).float().cpu(), e.expand(x.shape[0], -1), float(strength))
+        return {"embedding": e.expand(x.shape[0], -1)}
+
+    def graph_forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return self(x, self.norm_parameters(embedding).to(x.dtype))
+
     # ------------------------------------------------------------------ training
     TRANSFORMER_OPTIONS = ("width", "upsample", "num_res_blocks", "tanh_scale")
 
