@@ -93,6 +93,11 @@ class StyleLoss(nn.Module):
     def target(self, layer: str) -> torch.Tensor:
         return getattr(self, f"target_{layer}")
 
+    def paired(self, output: Features, style: Features) -> torch.Tensor:
+        """(B,) per-image loss against each image's own style features (not the fixed targets)."""
+        return sum(w * (gram_matrix(output[l]) - gram_matrix(style[l]).detach()).pow(2).mean((1, 2))
+                   for l, w in self.layer_weights.items())
+
     def forward(self, output: Features, style_index: torch.Tensor | None = None) -> torch.Tensor:
         """The loss averaged over the batch; with `style_index` (B,), the per-image loss (B,)
         against each image's own painting."""
@@ -294,3 +299,17 @@ class PerceptualLoss(nn.Module):
                 style_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         out_f, tgt_f = self.features(output, content)
         return self.weighted_terms(out_f, tgt_f, output, style_index)
+
+    def paired_terms(self, output: torch.Tensor, content: torch.Tensor, paintings: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss dict when every image has a painting of its own (arbitrary-style training):
+        image i's style term compares it with the Grams of `paintings[i]`, computed here in the same
+        loss network. Also holds `style_per_image` (B,), weighted."""
+        out_f, tgt_f = self.features(output, content)
+        with torch.no_grad():
+            painting_f = self.encoder(paintings.to(output.dtype), layers=self.style.layer_weights)
+        per_image = self.style_weight * self.style.paired(out_f, painting_f)
+        terms = {"content": self.content_weight * self.content(out_f, tgt_f), "style": per_image.mean(),
+                 "tv": self.tv_weight * total_variation(output)}
+        terms["loss"] = terms["content"] + terms["style"] + terms["tv"]
+        terms["style_per_image"] = per_image
+        return terms

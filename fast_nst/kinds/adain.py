@@ -17,29 +17,15 @@ mean/std style loss at relu1_1..relu4_1), from the frozen encoder the decoder se
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
-from omegaconf import OmegaConf
 
 from fast_nst.kinds import register_kind
 from fast_nst.kinds.base import (StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength,
-                                 leave_out_of_checkpoints)
+                                 leave_out_of_checkpoints, model_defaults, paired_batch)
 from fast_nst.models.adain import AdaIN, AdaINStyle
 from fast_nst.paintings import Painting
-
-CONFIG = Path(__file__).resolve().parents[2] / "conf" / "model" / "adain.yaml"
-
-
-def paired_batch(batch: Any, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(photos, paintings) from a training batch of `fast_nst.painting_data` (a pair of tensors)."""
-    if isinstance(batch, (list, tuple)) and len(batch) == 2 and all(isinstance(b, torch.Tensor) for b in batch):
-        return batch[0], batch[1]
-    raise TypeError(f"a {kind} network trains on (photos, paintings) batches: use a data config whose "
-                    "_target_ is fast_nst.painting_data.PhotoPaintingDataModule (data=photos_paintings, "
-                    f"as experiment={kind} does), with styles.root=FOLDER_OF_PAINTINGS")
-
 
 @register_kind
 class AdaINNetwork(StyleNetwork):
@@ -68,9 +54,7 @@ class AdaINNetwork(StyleNetwork):
     @classmethod
     def default_config(cls) -> dict:
         """conf/model/adain.yaml without `kind`: the defaults' one home."""
-        cfg = OmegaConf.to_container(OmegaConf.load(CONFIG), resolve=True)
-        cfg.pop("kind", None)
-        return cfg
+        return model_defaults(cls.kind)
 
     @classmethod
     def pretrained(cls) -> "tuple[AdaINNetwork, Any]":

@@ -290,6 +290,18 @@ class StyleNetwork(nn.Module):
         return [(p.name, i) for i, p in enumerate(self.styles)]
 
 
+def model_defaults(config_name: str) -> dict:
+    """conf/model/<config_name>.yaml without `kind`: the one home of a kind's defaults, for the
+    networks a kind builds without a run's config (`pretrained()`, ckpt=<kind>)."""
+    from omegaconf import OmegaConf
+
+    from fast_nst.paths import PROJECT_ROOT
+
+    cfg = OmegaConf.to_container(OmegaConf.load(PROJECT_ROOT / "conf" / "model" / f"{config_name}.yaml"), resolve=True)
+    cfg.pop("kind", None)
+    return cfg
+
+
 def check_strength(strength: float) -> None:
     if not 0.0 <= float(strength) <= 1.0:
         raise StyleChoiceError(f"strength={strength}: must be between 0 (the photo) and 1 (full style)")
@@ -301,6 +313,15 @@ def painting_tensor(p: Painting, style_size: int | None) -> torch.Tensor:
     from fast_nst.paintings import locate_painting
 
     return pil_to_tensor(load_rgb(locate_painting(p), max_size=style_size)).unsqueeze(0)
+
+
+def paired_batch(batch: Any, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(photos, paintings) from a training batch of `fast_nst.painting_data` (a pair of tensors)."""
+    if isinstance(batch, (list, tuple)) and len(batch) == 2 and all(isinstance(b, torch.Tensor) for b in batch):
+        return batch[0], batch[1]
+    raise TypeError(f"a {kind} network trains on (photos, paintings) batches: use a data config whose "
+                    "_target_ is fast_nst.painting_data.PhotoPaintingDataModule (data=photos_paintings, "
+                    f"as experiment={kind} does), with styles.root=FOLDER_OF_PAINTINGS")
 
 
 def leave_out_of_checkpoints(module: nn.Module, part: str) -> None:

@@ -33,36 +33,15 @@ import torch
 from torch import nn
 
 from fast_nst.kinds import register_kind
-from fast_nst.kinds.adain import paired_batch
 from fast_nst.kinds.base import (StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength,
-                                 leave_out_of_checkpoints, painting_tensor)
+                                 leave_out_of_checkpoints, paired_batch, painting_tensor)
 from fast_nst.losses import gram_matrix, total_variation
-from fast_nst.models.norms import InstanceNormBase
+from fast_nst.models.norms import PredictedInstanceNorm2d
 from fast_nst.models.transformer import TransformerNet
 from fast_nst.models.vgg import VGGEncoder
 from fast_nst.paintings import Painting
 
 log = logging.getLogger("fast_nst")
-
-
-class PredictedInstanceNorm2d(InstanceNormBase):
-    """Instance norm whose scale and shift are a slice of the predicted parameters: `cond` is the
-    (B or 1, P) tensor of every layer's gamma and beta; this layer reads
-    cond[:, offset : offset + C] (gamma) and cond[:, offset + C : offset + 2C] (beta)."""
-
-    def __init__(self, num_features: int, eps: float = 1e-5):
-        super().__init__(num_features, eps)
-        self.offset = -1  # set by StylePredictionNetwork, in module order
-
-    def affine(self, cond, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not (isinstance(cond, torch.Tensor) and torch.is_floating_point(cond) and cond.dim() == 2):
-            raise StyleChoiceError("a style_prediction network needs the predicted norm parameters: use "
-                                   "net.stylize(x, net.condition(style_image=...))")
-        c, o = self.num_features, self.offset
-        return cond[:, o:o + c], cond[:, o + c:o + 2 * c]
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, offset={self.offset}, eps={self.eps}"
 
 
 class StylePredictor(nn.Module):

@@ -1,5 +1,6 @@
-"""Instance normalisation for the transformation networks: plain (Ulyanov et al. 2016) and
-conditional (Dumoulin, Shlens & Kudlur 2017: one scale and shift per painting).
+"""Instance normalisation for the transformation networks: plain (Ulyanov et al. 2016), conditional
+(Dumoulin, Shlens & Kudlur 2017: one scale and shift per painting) and predicted (Ghiasi et al.
+2017: the scale and shift are computed from a painting's style embedding).
 
 Every layer gets its per-image, per-channel statistics from one method, `InstanceNormBase.statistics`,
 and then applies a scale and shift that the subclass chooses (`affine`). That split is the seam for
@@ -147,6 +148,26 @@ class ConditionalInstanceNorm2d(InstanceNormBase):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, num_styles={self.num_styles}, eps={self.eps}"
+
+
+class PredictedInstanceNorm2d(InstanceNormBase):
+    """Instance norm whose scale and shift are a slice of the predicted parameters: `cond` is the
+    (B or 1, P) tensor of every layer's gamma and beta; this layer reads
+    cond[:, offset : offset + C] (gamma) and cond[:, offset + C : offset + 2C] (beta)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__(num_features, eps)
+        self.offset = -1  # set by the network that owns it: where its slice starts, in module order
+
+    def affine(self, cond, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not (isinstance(cond, torch.Tensor) and torch.is_floating_point(cond) and cond.dim() == 2):
+            raise ValueError("a network with predicted norms needs the predicted norm parameters (B, P): use "
+                             "net.stylize(x, net.condition(style_image=...))")
+        c, o = self.num_features, self.offset
+        return cond[:, o:o + c], cond[:, o + c:o + 2 * c]
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, offset={self.offset}, eps={self.eps}"
 
 
 def instance_norms(net: nn.Module) -> list[InstanceNormBase]:

