@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from fast_nst.errors import ConfigError
+from fast_nst.errors import ConfigError, MissingPathError
 from fast_nst.runtimes import GRAPHS, SUFFIX, write_graphs
 
 
@@ -43,13 +43,23 @@ def run(cfg) -> int:
     bad = [r for r in runtimes if r not in GRAPHS]
     if bad or not runtimes:
         raise ConfigError(f"runtimes={runtimes}: choose among {', '.join(GRAPHS)}")
-    src = find_checkpoint(cfg.ckpt)
-    if src.suffix.lower() != ".safetensors":
-        raise ConfigError(f"ckpt={cfg.ckpt}: export takes a .safetensors export, got {src.name}")
-    net, info = load_network(src)
+    try:
+        src = find_checkpoint(cfg.ckpt)
+    except MissingPathError:
+        from fast_nst.kinds import pretrained_network
+
+        pretrained = pretrained_network(str(cfg.ckpt))  # ckpt=magenta: a kind's own weights, graphs cached
+        if pretrained is None:
+            raise
+        src, (net, info) = None, pretrained
+    else:
+        if src.suffix.lower() != ".safetensors":
+            raise ConfigError(f"ckpt={cfg.ckpt}: export takes a .safetensors export, got {src.name}")
+        net, info = load_network(src)
     if not net.graph_export:
         raise ConfigError(f"ckpt={cfg.ckpt}: {net.kind} networks are not exported to ONNX; they run with runtime=torch")
-    out = {r: Path(cfg.output_dir) / (src.stem + SUFFIX[r]) for r in runtimes} if cfg.output_dir else None
+    name = src.stem if src is not None else net.kind
+    out = {r: Path(cfg.output_dir) / (name + SUFFIX[r]) for r in runtimes} if cfg.output_dir else None
     t = time.perf_counter()
     written = write_graphs(src, net, info, runtimes, out=out, calibration=cfg.calibration,
                            calibration_count=cfg.calibration_photos, say=lambda m: print(m, flush=True))

@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -131,7 +132,11 @@ def _quiet_exporter():
     for lg in loggers:
         lg.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            # "The axis name: batch will not be used, since it shares the same shape constraints
+            # with another axis": the conditioning inputs share the image's batch, as intended
+            warnings.filterwarnings("ignore", message="The axis name", category=UserWarning)
+            yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)

@@ -9,9 +9,11 @@
 An export's graphs sit next to it: `<name>.onnx` and `<name>_int8.onnx` (written by
 `python -m fast_nst export ckpt=NAME` and by training's export). Each records the sha256 of the
 `.safetensors` it was made from, so a graph left over from an earlier export of the same name
-is never used for a new one. Asked for explicitly (runtime=onnx / onnx-int8), a missing graph is
-built once into the cache (`$FAST_NST_CACHE/onnx/`, see weights_cache_dir); runtime=auto never
-builds, it runs PyTorch and says how to make the graph.
+is never used for a new one. A kind's pretrained weights (ckpt=magenta: no file) are identified
+by the sha256 of their tensors instead, and their graphs live in the cache. Asked for explicitly
+(runtime=onnx / onnx-int8), a missing graph is built once into the cache
+(`$FAST_NST_CACHE/onnx/`, see weights_cache_dir); runtime=auto never builds, it runs PyTorch and
+says how to make the graph.
 """
 
 from __future__ import annotations
@@ -56,10 +58,27 @@ def sibling_graph(src: Path, runtime: str) -> Path:
     return src.with_name(src.stem + SUFFIX[runtime])
 
 
-def cached_graph(src: Path, sha: str, runtime: str) -> Path:
+def cached_graph(name: str, sha: str, runtime: str) -> Path:
     from fast_nst.models.weights import weights_cache_dir
 
-    return weights_cache_dir() / "onnx" / f"{src.stem}-{sha[:16]}{SUFFIX[runtime]}"
+    return weights_cache_dir() / "onnx" / f"{name}-{sha[:16]}{SUFFIX[runtime]}"
+
+
+def source_sha(path: Path | None, net) -> str:
+    """What a graph is made from: the sha256 of the export file, or for a kind's pretrained
+    weights (no file) of its kind, config and tensors."""
+    import hashlib
+    import json
+
+    from fast_nst.paintings import file_sha256
+
+    if path is not None:
+        return file_sha256(path)
+    h = hashlib.sha256(json.dumps([net.kind, net.config], sort_keys=True, default=str).encode())
+    for k, v in sorted(net.export_tensors().items()):
+        h.update(k.encode())
+        h.update(v.detach().to("cpu", copy=True).float().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def graph_source_sha(graph: Path) -> str | None:
@@ -71,15 +90,16 @@ def graph_source_sha(graph: Path) -> str | None:
         return None
 
 
-def find_graph(src: Path, runtime: str, sha: str) -> Path | None:
-    """The `runtime` graph made from exactly this export (its sha256), beside it or cached."""
-    side = sibling_graph(src, runtime)
-    if side.is_file():
-        if graph_source_sha(side) == sha:
-            return side
-        log.warning("%s was not made from %s as it is now (an older export?); not used. "
-                    "Rewrite it with: python -m fast_nst export ckpt=%s", side, src, src)
-    cached = cached_graph(src, sha, runtime)
+def find_graph(path: Path | None, name: str, runtime: str, sha: str) -> Path | None:
+    """The `runtime` graph made from exactly this network (`sha`): beside its export `path`, or cached."""
+    if path is not None:
+        side = sibling_graph(path, runtime)
+        if side.is_file():
+            if graph_source_sha(side) == sha:
+                return side
+            log.warning("%s was not made from %s as it is now (an older export?); not used. "
+                        "Rewrite it with: python -m fast_nst export ckpt=%s", side, path, path)
+    cached = cached_graph(name, sha, runtime)
     return cached if cached.is_file() else None
 
 
@@ -96,30 +116,33 @@ def calibration_photos(folder: str | Path | None = None, count: int = 8) -> list
     return [pil_to_tensor(load_rgb(f, CALIBRATION_SIZE)).unsqueeze(0) for f in files]
 
 
-def write_graphs(src: Path, net, info, runtimes: Sequence[str] = GRAPHS, *, out: dict[str, Path] | None = None,
+def write_graphs(src: Path | None, net, info, runtimes: Sequence[str] = GRAPHS, *, out: dict[str, Path] | None = None,
                  calibration: str | Path | None = None, calibration_count: int = 8,
                  say: Callable[[str], None] = log.info) -> dict[str, Path]:
-    """Write the ONNX graphs (`runtimes`, among GRAPHS) of the export `src` (`net`, `info`: it,
-    loaded): beside it, or at `out[runtime]`. The int8 graph is quantized from the fp32 one
-    (written first, to a temporary file when only int8 is asked for). Returns {runtime: path}."""
+    """Write the ONNX graphs (`runtimes`, among GRAPHS) of the network `net` (`info`: its export's
+    metadata) loaded from the export `src`: beside it, or at `out[runtime]`; a kind's pretrained
+    network (`src` None) into the cache. The int8 graph is quantized from the fp32 one (written
+    first, to a temporary file when only int8 is asked for). Returns {runtime: path}."""
     import tempfile
 
     from fast_nst.onnx_export import (SOURCE_SHA_KEY, calibration_feeds, export_metadata_strings, export_onnx,
                                       quantize_int8)
-    from fast_nst.paintings import file_sha256
 
     unknown = [r for r in runtimes if r not in GRAPHS]
     if unknown:
         raise ConfigError(f"ONNX graphs are {', '.join(GRAPHS)}; got {unknown}")
-    if not getattr(net, "graph_export", False):
-        raise ConfigError(f"{src}: {net.kind} networks are not exported to ONNX; they run with runtime=torch")
+    name = src.stem if src is not None else net.kind
+    if not net.graph_export:
+        raise ConfigError(f"{name}: {net.kind} networks are not exported to ONNX; they run with runtime=torch")
+    sha = source_sha(src, net)
     out = dict(out or {})
-    dst = {r: Path(out.get(r) or sibling_graph(src, r)) for r in runtimes}
-    meta = {**export_metadata_strings(info), SOURCE_SHA_KEY: file_sha256(src)}
+    dst = {r: Path(out.get(r) or (sibling_graph(src, r) if src is not None else cached_graph(name, sha, r)))
+           for r in runtimes}
+    meta = {**export_metadata_strings(info), SOURCE_SHA_KEY: sha}
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="fast_nst_onnx_") as tmp:
         fp32 = dst.get("onnx") or Path(tmp) / "fp32.onnx"
-        say(f"writing the ONNX graph of {src.name} (a minute or less)")
+        say(f"writing the ONNX graph of {name} (a minute or less)")
         export_onnx(net, fp32, metadata=meta)
         if "onnx" in dst:
             written["onnx"] = fp32
@@ -131,11 +154,13 @@ def write_graphs(src: Path, net, info, runtimes: Sequence[str] = GRAPHS, *, out:
 
 
 def open_network(path: Path | None, runtime: str | None, *, device: str = "auto", wants_torch: str = "",
-                 pretrained=None) -> Opened:
+                 pretrained=None, session: dict | None = None) -> Opened:
     """The network of the export at `path` (a `.safetensors` or a `.onnx` graph; or `pretrained`,
     (net, info) of a kind's own weights, when there is no file) on `runtime` (None: the file as
     it is). `wants_torch`: why the caller needs PyTorch (e.g. "tile="), which makes runtime=auto
-    choose it."""
+    choose it. `session`: ONNX Runtime session options (fast_nst.onnx_export.OnnxStylizer's
+    threads, spinning, optimization)."""
+    session = dict(session or {})
     from fast_nst.export import load_network
     from fast_nst.onnx_export import OnnxNetwork
 
@@ -144,43 +169,36 @@ def open_network(path: Path | None, runtime: str | None, *, device: str = "auto"
     if is_graph:
         if runtime == "torch":
             raise ConfigError(f"ckpt={path} is an ONNX graph; runtime=torch needs the .safetensors export")
-        net = OnnxNetwork(path, _source_network(path))
+        net = OnnxNetwork(path, _source_network(path), **session)
         return Opened(net, net.info, "onnx-int8" if net.runner.int8 else "onnx")
     net, info = pretrained if path is None else load_network(path)
     if runtime == "torch":
         return Opened(net, info, "torch")
+    name = path.stem if path is not None else net.kind
     on_cpu = device == "cpu" or (device == "auto" and not _cuda())
     if runtime == "auto":
-        why = ("no export file" if path is None else wants_torch or ("" if on_cpu else f"device={device}")
-               or ("" if net.graph_export else f"{net.kind} networks run in PyTorch"))
-        if why:
-            return Opened(net, info, "torch")
-        from fast_nst.paintings import file_sha256
-
-        graph = find_graph(path, AUTO_CPU, file_sha256(path))
-        if graph is None:
-            return Opened(net, info, "torch", note=f"runtime=auto ran PyTorch: {path.name} has no {AUTO_CPU} graph yet; "
-                          f"`python -m fast_nst export ckpt={path}` writes it (faster on a CPU; README, Runtimes)")
-        return Opened(OnnxNetwork(graph, net), info, AUTO_CPU)
+        why = wants_torch or ("" if on_cpu else f"device={device}") or ("" if net.graph_export else "no graph")
+        graph = None if why else find_graph(path, name, AUTO_CPU, source_sha(path, net))
+        if graph is not None:
+            return Opened(OnnxNetwork(graph, net, **session), info, AUTO_CPU)
+        note = "" if why else (f"runtime=auto ran PyTorch: {name} has no {AUTO_CPU} graph yet; "
+                               f"`python -m fast_nst export ckpt={path or name}` writes it (faster on a CPU; "
+                               "README, Runtimes)")
+        return Opened(net, info, "torch", note=note)
     # runtime=onnx / onnx-int8, asked for by name
-    if path is None:
-        raise ConfigError(f"runtime={runtime} runs an export's ONNX graph; this network has no export file "
-                          "(use runtime=torch)")
     if not net.graph_export:
         raise ConfigError(f"runtime={runtime}: {net.kind} networks are not exported to ONNX; use runtime=torch")
     if wants_torch:
         raise ConfigError(f"runtime={runtime} cannot do {wants_torch}: that needs runtime=torch")
     if not on_cpu:
         raise ConfigError(f"runtime={runtime} runs on the CPU; device={device} needs runtime=torch")
-    from fast_nst.paintings import file_sha256
-
-    sha = file_sha256(path)
-    graph = find_graph(path, runtime, sha)
+    sha = source_sha(path, net)
+    graph = find_graph(path, name, runtime, sha)
     if graph is None:
-        target = cached_graph(path, sha, runtime)
-        log.info("no %s graph beside %s: building it once into %s", runtime, path, target.parent)
+        target = cached_graph(name, sha, runtime)
+        log.info("no %s graph of %s yet: building it once into %s", runtime, name, target.parent)
         graph = write_graphs(path, net, info, [runtime], out={runtime: target})[runtime]
-    return Opened(OnnxNetwork(graph, net), info, runtime)
+    return Opened(OnnxNetwork(graph, net, **session), info, runtime)
 
 
 def _source_network(graph: Path):

@@ -136,10 +136,12 @@ class Stylizer:
         self.runtime_note = ""  # set by load: why runtime=auto chose what it chose, when the user should know
 
     @classmethod
-    def load(cls, ckpt: str | os.PathLike, device: str = "auto", runtime: str | None = None, **kwargs) -> "Stylizer":
+    def load(cls, ckpt: str | os.PathLike, device: str = "auto", runtime: str | None = None,
+             session: dict | None = None, **kwargs) -> "Stylizer":
         """`ckpt`: an export (.safetensors), one of its ONNX graphs (.onnx), a name in checkpoints/,
         or a kind with pretrained weights (e.g. "adain"). `runtime`: one of fast_nst.runtimes.RUNTIMES;
-        None runs the file as it is (PyTorch for an export, ONNX Runtime for a graph)."""
+        None runs the file as it is (PyTorch for an export, ONNX Runtime for a graph). `session`:
+        ONNX Runtime options when a graph runs (threads, spinning: fast_nst.onnx_export.OnnxStylizer)."""
         from fast_nst.runtimes import check_runtime, open_network
 
         if runtime is not None:
@@ -155,7 +157,7 @@ class Stylizer:
                 raise
             path = None
         wants = [k for k in ("tile", "half") if kwargs.get(k)]
-        opened = open_network(path, runtime, device=device, pretrained=pretrained,
+        opened = open_network(path, runtime, device=device, pretrained=pretrained, session=session,
                               wants_torch=", ".join(f"{k}=" for k in wants))
         st = cls(opened.net, opened.info, device=device, **kwargs)
         st.runtime, st.runtime_note = opened.runtime, opened.note

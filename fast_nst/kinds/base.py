@@ -34,7 +34,10 @@ ONNX export    the graph is `graph_forward(x, *inputs)`, for the inputs named by
                ({name: width} of (B, width) float tensors: the conditioning, e.g. a multi-style
                network's mixing weights); `graph_feed(x, cond, strength)` computes them in PyTorch
                at inference, from what `condition` returned. Per-style networks need none of the
-               three. A kind that cannot be written as a graph sets `graph_export = False`.
+               three. The graph pads each image side to a multiple of 4 (at least 8, by reflection)
+               and crops the output back, as TransformerNet.forward does: a network whose picture
+               would change under that padding pads the same way itself. A kind that cannot be
+               written as a graph sets `graph_export = False`.
 """
 
 from __future__ import annotations
@@ -300,6 +303,16 @@ def model_defaults(config_name: str) -> dict:
     cfg = OmegaConf.to_container(OmegaConf.load(PROJECT_ROOT / "conf" / "model" / f"{config_name}.yaml"), resolve=True)
     cfg.pop("kind", None)
     return cfg
+
+
+def embedding_feed(net: StyleNetwork, x: torch.Tensor, cond: torch.Tensor, strength: float) -> torch.Tensor:
+    """The (B, D) embedding an embedding kind's graph takes (style prediction, magenta): the
+    painting's `cond` for every image, moved towards each photo's own embedding (`net.embed(x)`,
+    run in PyTorch) when `strength` < 1, as the kind's `stylize` does."""
+    e = cond.float().cpu().expand(x.shape[0], -1)
+    if strength < 1.0:
+        e = torch.lerp(net.embed(x.to(net.device)).float().cpu(), e, float(strength))
+    return e
 
 
 def check_strength(strength: float) -> None:

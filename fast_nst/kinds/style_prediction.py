@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from fast_nst.kinds import register_kind
-from fast_nst.kinds.base import (StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength,
+from fast_nst.kinds.base import (StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength, embedding_feed,
                                  leave_out_of_checkpoints, paired_batch, painting_tensor)
 from fast_nst.losses import gram_matrix, total_variation
 from fast_nst.models.norms import PredictedInstanceNorm2d
@@ -157,10 +157,7 @@ class StylePredictionNetwork(StyleNetwork, TransformerNet):
         return {"embedding": self.config["embedding_dim"]}
 
     def graph_feed(self, x: torch.Tensor, cond: torch.Tensor, strength: float) -> dict[str, torch.Tensor]:
-        e = cond.float().cpu()
-        if strength < 1.0:  # as `stylize`: towards the photo's own embedding (its VGG runs in PyTorch)
-            e = torch.lerp(self.embed(x.to(self.device)).float().cpu(), e.expand(x.shape[0], -1), float(strength))
-        return {"embedding": e.expand(x.shape[0], -1)}
+        return {"embedding": embedding_feed(self, x, cond, strength)}
 
     def graph_forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return self(x, self.norm_parameters(embedding).to(x.dtype))
