@@ -142,7 +142,7 @@ def write_graphs(src: Path | None, net, info, runtimes: Sequence[str] = GRAPHS, 
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="fast_nst_onnx_") as tmp:
         fp32 = dst.get("onnx") or Path(tmp) / "fp32.onnx"
-        say(f"writing the ONNX graph of {name} (a minute or less)")
+        say(f"writing the ONNX graph of {name} (about half a minute on an idle CPU)")
         export_onnx(net, fp32, metadata=meta)
         if "onnx" in dst:
             written["onnx"] = fp32

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from PIL import Image
@@ -142,10 +142,8 @@ class Stylizer:
         or a kind with pretrained weights (e.g. "adain"). `runtime`: one of fast_nst.runtimes.RUNTIMES;
         None runs the file as it is (PyTorch for an export, ONNX Runtime for a graph). `session`:
         ONNX Runtime options when a graph runs (threads, spinning: fast_nst.onnx_export.OnnxStylizer)."""
-        from fast_nst.runtimes import check_runtime, open_network
+        from fast_nst.runtimes import open_network
 
-        if runtime is not None:
-            check_runtime(runtime)
         try:
             path, pretrained = find_checkpoint(ckpt), None
         except MissingPathError:

@@ -56,6 +56,7 @@ def machine() -> str:
         cpu = platform.processor()
     return (f"{cpu or platform.machine()} ({flags or 'no AVX2'}; /proc/cpuinfo, not what an emulator shows), "
             f"{os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
             f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
@@ -99,22 +100,24 @@ def graphs(label, net, info, path, tmp: Path, variants: list[str]) -> dict[str, 
     return g
 
 
-def runners(net, g: dict[str, Path], threads: int):
+def runners(net, g: dict[str, Path], threads: int, spinning: bool):
     from fast_nst.onnx_export import OnnxNetwork
     from fast_nst.stylizer import Stylizer
 
     cond_args = net.example_styles()[0]
     out = {"torch": Stylizer(net, device="cpu")}
-    out.update({k: Stylizer(OnnxNetwork(p, net, threads=threads), device="cpu") for k, p in g.items()})
+    out.update({k: Stylizer(OnnxNetwork(p, net, threads=threads, spinning=spinning), device="cpu") for k, p in g.items()})
     return {k: (lambda x, st=st: st.stylize_tensor(x, **cond_args)) for k, st in out.items()}
 
 
-def reference_runner(path: str, threads: int):
+def reference_runner(path: str, threads: int, spinning: bool):
     import numpy as np
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     first, rest = sess.get_inputs()[0], sess.get_inputs()[1:]
 
@@ -188,6 +191,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="512,1024", help="long sides timed, px (default: %(default)s)")
     ap.add_argument("--reps", type=int, default=3, help="timed rounds (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=None, help="threads for both runtimes (default: torch's)")
+    ap.add_argument("--no-spin", action="store_true",
+                    help="ONNX Runtime's idle threads sleep instead of spinning (as the web page runs it); for "
+                         "PyTorch's OpenMP threads set OMP_WAIT_POLICY=PASSIVE in the environment")
     ap.add_argument("--no-speed", action="store_true", help="quality only (e.g. under an emulator)")
     ap.add_argument("--no-quality", action="store_true", help="timing only")
     ap.add_argument("--variants", default="default", help=f"int8 recipes to compare: {','.join(VARIANTS)}")
@@ -217,8 +223,8 @@ def main(argv=None) -> int:
             g = graphs(label, net, info, path, Path(tmp), variants)
             entry = {"network": label, "params": sum(p.numel() for p in net.parameters()), "speed": {}, "quality": None}
             if not a.no_speed:
-                runs = runners(net, g, threads)
-                runs.update({Path(r).name: reference_runner(r, threads) for r in a.reference})
+                runs = runners(net, g, threads, not a.no_spin)
+                runs.update({Path(r).name: reference_runner(r, threads, not a.no_spin) for r in a.reference})
                 for size in (int(s) for s in a.sizes.split(",")):
                     img = photo.resize((size, round(size * photo.height / photo.width)))
                     x = pil_to_tensor(img).unsqueeze(0)
