@@ -16,8 +16,10 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from fast_nst.errors import ConfigError
 from fast_nst.kinds import split_model_config
 from fast_nst.paintings import Painting, training_paintings
+from fast_nst.warm_start import WarmStart, build_warm_start
 
 log = logging.getLogger("fast_nst")
 
@@ -69,6 +71,23 @@ def prepare_batch(batch: Any, memory_format: torch.memory_format) -> tuple[Any, 
     return batch, photos
 
 
+def _changed_options(theirs: dict, ours: Any, prefix: str = "") -> str:
+    """The `model`/`loss`/... options that differ between a checkpoint's hyper-parameters and this
+    run's, as `model.width=1.0 (now 0.5)`, for the message of a checkpoint that does not fit."""
+    out = []
+    for key in ("model", "paintings", "init_from") if not prefix else sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(key), _plain(ours.get(key))
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _changed_options(a, b, f"{prefix}{key}.")
+            out += [inner] if inner else []
+        elif key == "paintings" and not prefix and a != b:
+            names = lambda ps: [p.get("name") for p in ps or []]  # noqa: E731
+            out.append(f"paintings {names(a)} (now {names(b)})")
+        elif a != b:
+            out.append(f"{prefix}{key}={a} (now {b})")
+    return ", ".join(out)
+
+
 @dataclass(frozen=True)
 class PerfOptions:
     """Speed options of the training step: the keys of conf/perf/*.yaml, where their defaults and
@@ -93,27 +112,31 @@ class PerfOptions:
 class StyleTransferModule(pl.LightningModule):
     """Arguments mirror the config groups `model` (with its `kind`), `loss`, `loss_net`, `optim`,
     `perf`; `paintings` are the training paintings (dicts of `Painting`), `seed` seeds which
-    painting each image draws, `init_from` an export to continue from (add_style).
+    painting each image draws, `init_from` an export to continue from (add_style), `warm_start`
+    the config of what the network starts from (fast_nst/warm_start.py; None: random weights).
 
     The frozen loss network is not part of Lightning checkpoints (it is rebuilt from `loss_net`),
     which keeps checkpoints at the size of the small network.
     """
 
     def __init__(self, model: dict, loss: dict, loss_net: dict, paintings: list[dict], optim: dict,
-                 perf: dict, seed: int, init_from: str | None = None):
+                 perf: dict, seed: int, init_from: str | None = None, warm_start: dict | None = None):
         super().__init__()
-        model, loss, loss_net, paintings, optim = map(_plain, (model, loss, loss_net, paintings, optim))
+        model, loss, loss_net, paintings, optim, warm_start = map(_plain, (model, loss, loss_net, paintings, optim,
+                                                                       warm_start))
         self.perf = PerfOptions.from_config(perf)
         self.seed = int(seed)
         self.save_hyperparameters(dict(model=model, loss=loss, loss_net=loss_net, paintings=paintings,
-                                       optim=optim, perf=vars(self.perf), seed=self.seed, init_from=init_from))
+                                       optim=optim, perf=vars(self.perf), seed=self.seed, init_from=init_from,
+                                       warm_start=warm_start))
         kind, net_cfg = split_model_config(model)
         base = None
         if init_from:
             from fast_nst.export import load_export
 
             base = load_export(init_from)
-        self.net = kind.for_training(net_cfg, [Painting.from_dict(p) for p in paintings], base)
+        self.warm_start = build_warm_start(warm_start) or WarmStart()
+        self.net = self.warm_start.build(kind, net_cfg, [Painting.from_dict(p) for p in paintings], base)
         self.criterion = self.net.build_objective(loss, loss_net, vgg_pass=self.perf.vgg_pass)
         encoder = getattr(self.criterion, "encoder", None)
         self.memory_format = torch.channels_last if self.perf.channels_last else torch.contiguous_format
@@ -147,7 +170,8 @@ class StyleTransferModule(pl.LightningModule):
         if paintings is None:
             paintings = run_paintings(cfg)
         return cls(model=cfg.model, loss=cfg.loss, loss_net=cfg.loss_net, paintings=[p.to_dict() for p in paintings],
-                   optim=cfg.optim, perf=cfg.perf, seed=cfg.seed, init_from=cfg.get("init_from"))
+                   optim=cfg.optim, perf=cfg.perf, seed=cfg.seed, init_from=cfg.get("init_from"),
+                   warm_start=cfg.get("warm_start"))
 
     # -- checkpoints: drop the frozen loss network (tens of MB), check the network matches ----
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -164,12 +188,25 @@ class StyleTransferModule(pl.LightningModule):
         # checkpoints written before the gradient-spike guard existed lack its running average;
         # it restarts from "unknown", as in a new run
         checkpoint["state_dict"].setdefault("log_grad_norm_avg", torch.tensor(float("nan")))
-        ours = {k: v.shape for k, v in self.state_dict().items() if k.startswith("net.")}
-        theirs = {k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        ours = {k: tuple(v.shape) for k, v in self.state_dict().items() if k.startswith("net.")}
+        theirs = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        problem = None
         if ours != theirs:
-            diff = sorted(set(ours.items()) ^ set(theirs.items()))[:4]
-            raise ValueError(f"the checkpoint holds another network than this config builds (e.g. {diff}); "
-                             "resume with the config of the run that wrote it, or start without ckpt_path")
+            k = next(k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k))
+            problem = (f"it holds another network than this config builds ({k}: {theirs.get(k, 'absent')} in "
+                       f"the checkpoint, {ours.get(k, 'absent')} here)")
+        else:
+            groups = [len(g["params"]) for g in (checkpoint.get("optimizer_states") or [{}])[0].get("param_groups", [])]
+            if groups and groups != [len(g["params"]) for g in self.net.parameter_groups()]:
+                problem = "its optimizer trained other parameters than this config trains"
+        if problem:
+            path = self._trainer.ckpt_path if self._trainer is not None else None
+            changed = _changed_options(checkpoint.get("hyper_parameters") or {}, self.hparams)
+            raise ConfigError(
+                f"ckpt_path={path or '...'}: {problem}; "
+                + (f"the run that wrote it had {changed}: resume with those, " if changed else
+                   "resume with the options of the run that wrote it, ")
+                + "or start a new run (another name=, or no ckpt_path)")
 
     def forward(self, x: torch.Tensor, cond=None) -> torch.Tensor:
         return self.net(x, cond)
@@ -188,6 +225,9 @@ class StyleTransferModule(pl.LightningModule):
         self.log_dict({f"{stage}/{k}{suffix}": terms[k].detach() for k in SCALAR_TERMS if k in terms},
                       prog_bar=prog_bar, batch_size=bs, sync_dist=(stage == "val"),
                       on_step=(stage == "train"), on_epoch=(stage == "val"))
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.warm_start.on_train_step(self.net, self.global_step)  # a warm start's phases (what trains)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         batch, photos = prepare_batch(batch, self.memory_format)
@@ -218,23 +258,31 @@ class StyleTransferModule(pl.LightningModule):
             lg.log_metrics(metrics, step=self.global_step)
         self._painting_sums, self._painting_counts = None, None
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
+    def stylize_columns(self, batch: Any) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, dict]]]:
+        """(photos, [(label, stylized photos, loss terms)]): a batch through the network once per
+        validation grid column (per painting for multi-style kinds). Validation and the divergence
+        guard's check of the export (fast_nst.guards) both look at these."""
         batch, photos = prepare_batch(batch, self.memory_format)
         bs = photos.shape[0]
-        columns = self.net.validation_styles()
-        outputs, per_column = [], []
-        for label, i in columns:
+        columns = []
+        for label, i in self.net.validation_styles():
             idx = None if i is None else torch.full((bs,), i, device=self.device, dtype=torch.long)
             out, terms = self.net.training_step(self.criterion, batch, idx, forward=self._net_fn)
-            outputs.append(out)
-            per_column.append(terms)
-            if len(columns) > 1:
+            columns.append((label, out, terms))
+        return photos, columns
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        photos, columns = self.stylize_columns(batch)
+        bs = photos.shape[0]
+        outputs, per_column = [out for _, out, _ in columns], [terms for _, _, terms in columns]
+        if len(columns) > 1:
+            for label, _, terms in columns:
                 self._log_terms(terms, "val", bs, suffix=f"/{label}")
         self._log_terms({k: torch.stack([t[k] for t in per_column]).mean() for k in SCALAR_TERMS}, "val", bs)
         if batch_idx == 0:
             # content | stylized with each painting, one row per validation photo
             self._val_grid = torch.stack([photos] + [o.to(photos.dtype) for o in outputs], 1).flatten(0, 1).float().cpu()
-            self._val_labels = ["content"] + [label for label, _ in columns]
+            self._val_labels = ["content"] + [label for label, _, _ in columns]
 
     def on_validation_epoch_end(self) -> None:
         if self._val_grid is not None and not self.trainer.sanity_checking:
@@ -268,7 +316,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def configure_optimizers(self):
         o = self.hparams.optim
-        opt = torch.optim.Adam(self.net.parameter_groups(), lr=o["lr"], betas=tuple(o["betas"]),
+        opt = torch.optim.Adam(self.warm_start.parameter_groups(self.net, o["lr"]), lr=o["lr"], betas=tuple(o["betas"]),
                                weight_decay=o["weight_decay"])
         sched = o["scheduler"]
         if not sched:
