@@ -60,6 +60,12 @@ def run(cfg) -> int:
         raise ConfigError(f"ckpt={cfg.ckpt}: {net.kind} networks are not exported to ONNX; they run with runtime=torch")
     name = src.stem if src is not None else net.kind
     out = {r: Path(cfg.output_dir) / (name + SUFFIX[r]) for r in runtimes} if cfg.output_dir else None
+    if src is not None:  # the graphs are named from the export: never the export itself, checked all the same
+        from fast_nst.runtimes import sibling_graph
+        from fast_nst.validate import refuse_overwriting_inputs
+
+        refuse_overwriting_inputs(list((out or {r: sibling_graph(src, r) for r in runtimes}).values()), inputs=[src],
+                                  option="output_dir")
     t = time.perf_counter()
     written = write_graphs(src, net, info, runtimes, out=out, calibration=cfg.calibration,
                            calibration_count=cfg.calibration_photos, say=lambda m: print(m, flush=True))
