@@ -66,9 +66,19 @@ def networks(args):
     from fast_nst.kinds import get_kind
     from fast_nst.stylizer import find_checkpoint
 
+    from fast_nst.errors import MissingPathError
+    from fast_nst.kinds import pretrained_network
+
     out = []
     for ckpt in args.ckpt:
-        path = find_checkpoint(ckpt)
+        try:
+            path = find_checkpoint(ckpt)
+        except MissingPathError:  # a kind's own pretrained weights (e.g. magenta)
+            pretrained = pretrained_network(ckpt)
+            if pretrained is None:
+                raise
+            out.append((ckpt, *pretrained, None))
+            continue
         net, info = load_network(path)
         out.append((path.stem, net, info, path))
     for w in args.width_net:
@@ -87,7 +97,7 @@ def graphs(label, net, info, path, tmp: Path, variants: list[str]) -> dict[str, 
 
     d = tmp / "".join(c if c.isalnum() else "_" for c in label)
     d.mkdir()
-    if path is None:  # an in-memory network: export it first (graphs are made from exports)
+    if info is None:  # an in-memory network: export it first, for the metadata graphs carry
         path = export_network(net, d / "net.safetensors", thumbnail_size=0)
         info = read_export(path)
     g = write_graphs(path, net, info, ["onnx", "onnx-int8"], out={"onnx": d / "fp32.onnx", "onnx-int8": d / "int8.onnx"},
@@ -185,7 +195,8 @@ def quality(net, info, g: dict[str, Path], photos: list[Path], psnr_size: int, l
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", nargs="*", default=["starry_night"], help="exports (files or names in checkpoints/)")
+    ap.add_argument("--ckpt", nargs="*", default=["starry_night"],
+                    help="exports (files or names in checkpoints/) or kinds with pretrained weights (magenta)")
     ap.add_argument("--width-net", nargs="*", type=float, default=[0.25],
                     help="also time untrained johnson networks of these widths (default: %(default)s)")
     ap.add_argument("--sizes", default="512,1024", help="long sides timed, px (default: %(default)s)")
