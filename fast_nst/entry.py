@@ -61,7 +61,7 @@ def optimize(cfg: DictConfig) -> None:
     run_optimize(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF / "export"), config_name="export")
+@hydra_main(version_base="1.3", config_path=str(CONF / "export"), config_name="export")
 def export(cfg: DictConfig) -> None:
     run_export(cfg)
 
