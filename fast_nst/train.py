@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fast_nst.callbacks import ExportCallback
-from fast_nst.errors import MissingPathError
+from fast_nst.errors import ConfigError, MissingPathError
 from fast_nst.lit_module import StyleTransferModule, run_paintings
 from fast_nst.paintings import Painting
 from fast_nst.validate import validate_train
@@ -67,7 +67,12 @@ def _apply_init_from(cfg: DictConfig) -> None:
                          "Give the new network another name (name=...)")
     from fast_nst.export import read_export
 
-    info = read_export(init)
+    _use_recorded_objective(cfg, read_export(init), "init_from")
+    log.info("init_from=%s: training against its recorded loss and loss network", init)
+
+
+def _use_recorded_objective(cfg: DictConfig, info, key: str) -> None:
+    """Train against the loss and loss network recorded in an export (init_from, teacher)."""
     if info.loss:
         cfg.loss = OmegaConf.create(info.loss)
     if info.loss_net:
@@ -75,14 +80,45 @@ def _apply_init_from(cfg: DictConfig) -> None:
         keep = cfg.loss_net.weights
         cfg.loss_net = OmegaConf.create(info.loss_net)
         if weights not in ("oxford", "torchvision") and not Path(str(weights)).is_file():
-            log.warning("init_from: its VGG weights %s are not on this machine; using loss_net.weights=%s", weights, keep)
+            log.warning("%s: its VGG weights %s are not on this machine; using loss_net.weights=%s", key, weights, keep)
             cfg.loss_net.weights = keep
-    log.info("init_from=%s: training against its recorded loss and loss network", init)
+
+
+def _apply_teacher(cfg: DictConfig) -> list[Painting] | None:
+    """`teacher` set (experiment=distill): the student learns the teacher's paintings against the
+    teacher's objective, as a network of the teacher's kind (johnson or cin) with the shape options
+    of `model`. Returns the paintings (None without a teacher)."""
+    name = cfg.get("teacher")
+    if not name:
+        return None
+    from fast_nst.distill import DISTILLABLE_KINDS
+    from fast_nst.export import read_export
+    from fast_nst.stylizer import find_checkpoint
+
+    if cfg.get("init_from"):
+        raise ConfigError("teacher= and init_from= together: a distilled network starts from scratch "
+                          "(drop init_from)")
+    path = find_checkpoint(name)
+    info = read_export(path)
+    if info.kind not in DISTILLABLE_KINDS:
+        raise ConfigError(f"teacher={name} is a {info.kind} network; distillation takes a per-style (johnson) "
+                          f"or multi-style (cin) export, e.g. teacher=starry_night or teacher=six_paintings")
+    _use_recorded_objective(cfg, info, "teacher")
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model["kind"] = info.kind
+    if info.kind == "cin":
+        model.pop("norm", None)  # conditional instance norm: the kind's own
+    cfg.model = OmegaConf.create(model)
+    log.info("teacher=%s: a %s student of %s, against the teacher's loss and loss network",
+             path, info.kind, ", ".join(info.style_names))
+    return list(info.styles)
 
 
 def model_card_of_run(cfg: DictConfig) -> dict:
     """The recipe part of a model card: config choices, the command line, seed, photos."""
     card: dict = {"seed": cfg.seed, "training_photos": {"root": str(cfg.data.get("root"))}}
+    if cfg.get("teacher"):
+        card["teacher"] = {"export": Path(cfg.teacher).name, "distill": OmegaConf.to_container(cfg.distill)}
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
@@ -100,7 +136,7 @@ def train(cfg: DictConfig) -> dict:
     logging.getLogger("fast_nst").setLevel(logging.INFO)
     _quiet_known_warnings()
     pl.seed_everything(cfg.seed, workers=True)
-    paintings = run_paintings(cfg)
+    paintings = _apply_teacher(cfg) or run_paintings(cfg)
     apply_steps_per_style(cfg, paintings)
     _apply_init_from(cfg)
     datamodule = instantiate(cfg.data, seed=cfg.seed)
