@@ -53,7 +53,14 @@ def optimize(cfg: DictConfig) -> None:
     run_optimize(cfg)
 
 
-COMMANDS = {"train": train, "stylize": stylize, "optimize": optimize}
+@hydra.main(version_base="1.3", config_path=str(CONF / "stylize_dataset"), config_name="stylize_dataset")
+def stylize_dataset(cfg: DictConfig) -> None:
+    from fast_nst.dataset.job import main_body
+
+    main_body(cfg)
+
+
+COMMANDS = {"train": train, "stylize": stylize, "optimize": optimize, "stylize-dataset": stylize_dataset}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: python -m fast_nst {{{','.join(COMMANDS)}}} [key=value ...] [--help]\n"
-              "  (the same as fast-nst-train / fast-nst-stylize / fast-nst-optimize)", file=sys.stderr)
+              "  (the same as fast-nst-train / fast-nst-stylize / fast-nst-optimize / fast-nst-stylize-dataset)", file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
     sys.argv = [f"fast-nst-{argv[0]}", *argv[1:]]  # Hydra parses sys.argv
     COMMANDS[argv[0]]()
