@@ -1,7 +1,7 @@
 """The job's manifest: `<output>/manifest.csv`, one row per input image.
 
 Columns: image (path relative to input=), output (relative to output=), painting, model, seconds
-(decode + stylize + write, on the worker), status, worker (host:pid), error.
+(decode + stylize + write, on the worker), status, worker (host:pid@ray node), error.
 Status: `ok` (written by this or an earlier run), `skipped` (found done by a rerun, and no earlier
 row says more), `unreadable` (the input is not a usable image: listed, not fatal) or `failed`
 (stylizing or writing failed: the job exits 1, and a rerun tries again).

@@ -38,6 +38,12 @@ class StylizeWorker:
         self.cached_paintings = int(cached_paintings)
         self.paintings_seen: set[str] = set()  # conditionings the Stylizer holds (one per painting)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        try:  # on a cluster of one machine's nodes (or in the manifest), say which Ray node too
+            import ray
+
+            self.worker += f"@{ray.get_runtime_context().get_node_id()[:8]}"
+        except Exception:  # not under Ray (a direct call)
+            pass
 
     def style(self, painting: str) -> dict[str, Any]:
         return {"style_image": painting} if self.arbitrary else {"style": painting}
