@@ -108,6 +108,9 @@ def validate_dataset(cfg: DictConfig) -> None:
     s = _get(cfg, "strength")
     if not (isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s <= 1):
         problems.append(f"strength={s}: must be between 0 (the photo) and 1 (full style)")
+    seed = _get(cfg, "seed")
+    if not (isinstance(seed, int) and not isinstance(seed, bool)):
+        problems.append(f"seed={seed}: must be an integer (it draws each image's painting)")
     g = _get(cfg, "gpus")
     if not (isinstance(g, (int, float)) and not isinstance(g, bool) and g >= 0):
         problems.append(f"gpus={g}: GPUs per actor, 0 (CPU) or a positive number such as 0.25 or 1")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, compose
+from fast_nst.dataset.local_cluster import kill_session
 from fast_nst.dataset.manifest import ManifestLog, compact, read_rows
 from fast_nst.dataset.plan import (assign_painting, is_done, mirror_outputs, plan, refuse_output_in_input,
                                    remove_stale_temporaries)
@@ -261,19 +261,6 @@ def test_unreadable_inputs_are_listed_and_not_fatal(finished_job):
     assert len(j.rows) == 42
 
 
-def _session_processes(sid: int) -> list[int]:
-    """Every live process of session `sid` (what a killed job leaves: its Ray processes)."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if os.getsid(int(d.name)) == sid:
-                    pids.append(int(d.name))
-            except (ProcessLookupError, PermissionError):
-                pass
-    return pids
-
-
 def test_a_killed_run_resumes_without_redoing_finished_images(tmp_path, magenta_weights_cache):
     from fast_nst.dataset.job import run_job
 
@@ -293,14 +280,8 @@ def test_a_killed_run_resumes_without_redoing_finished_images(tmp_path, magenta_
             assert time.monotonic() < deadline, "the first run wrote too little in 15 minutes"
             time.sleep(0.5)
     finally:
-        for pid in _session_processes(proc.pid):  # the driver and the Ray it started, mid-work
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_session(proc.pid)  # the driver and the Ray it started, mid-work, all with SIGKILL
         proc.wait()
-    time.sleep(1)
-    assert not _session_processes(proc.pid)
     before = {r: (dst / r).stat() for r in rels if is_done(dst / r)}
     assert 12 <= len(before) < len(rels), "the kill came after the end: nothing left to resume"
 

@@ -103,8 +103,9 @@ def start_ray(cfg) -> bool:
     if cfg.ray_address:
         ray.init(address=str(cfg.ray_address), **kw)
     else:
-        # logical CPUs: room for the pool's actors plus Ray Data's own tasks, even on a small machine
-        cpus = cfg.num_cpus or max(os.cpu_count() or 1, (cfg.actors or 1) * cfg.threads + 1)
+        # logical CPUs: the pool's actors plus one for Ray Data's own work (with every CPU held by
+        # an actor, Ray Data waits for resources and the pool never fills)
+        cpus = cfg.num_cpus or max(os.cpu_count() or 1, pool_size(cfg, local=True) * cfg.threads) + 1
         ray.init(num_cpus=int(cpus), object_store_memory=int(cfg.object_store_mb) * 2**20, _node_ip_address="127.0.0.1", **kw)
     from ray.data import DataContext
 
@@ -115,14 +116,17 @@ def start_ray(cfg) -> bool:
     return True
 
 
-def pool_size(cfg) -> int:
-    """actors=, or as many as the cluster's CPUs (GPUs) hold at threads= (gpus=) each."""
+def pool_size(cfg, local: bool) -> int:
+    """actors=, or as many as this machine's CPUs hold at threads= each (local), or the cluster's
+    CPUs less one (GPUs at gpus= each)."""
     if cfg.actors:
         return int(cfg.actors)
+    if local and not cfg.gpus:
+        return max(1, (os.cpu_count() or 1) // max(1, cfg.threads))
     resources = _ray().cluster_resources()
     if cfg.gpus:
         return max(1, int(resources.get("GPU", 0) // cfg.gpus))
-    return max(1, int(resources.get("CPU", 1) // max(1, cfg.threads)))
+    return max(1, int(resources.get("CPU", 2) - 1) // max(1, cfg.threads))
 
 
 class JobProgress:
@@ -203,7 +207,7 @@ def run_job(cfg, worker_cls: type | None = None) -> Summary:
     manifest_path = dst / MANIFEST_NAME
     started = start_ray(cfg)
     try:
-        actors = pool_size(cfg)
+        actors = pool_size(cfg, local=not cfg.ray_address)
         device = str(cfg.device) if cfg.device != "auto" else ("cuda" if cfg.gpus else "cpu")
         where = f"cluster {cfg.ray_address}" if cfg.ray_address else "this machine (Ray in-process)"
         console.print(f"[bold]{model}[/] on {len(items)} images from {src} to {dst}; paintings: {drawn}; "
