@@ -87,8 +87,8 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                PYTHONUNBUFFERED="1", RAY_DEDUP_LOGS="1")
     py = sys.executable
-    common = [f"input={photos}", f"max_size={args.size}", "format=jpg", "ckpt=magenta"]
-    job = [py, "-m", "fast_nst.dataset", *common, f"paintings={args.paintings}", "threads=1"]
+    common = [f"input={photos}", f"max_size={args.size}", "ckpt=magenta"]  # JPEG in, JPEG out
+    job = [py, "-m", "fast_nst.dataset", *common, f"paintings={args.paintings}", "threads=1", "format=jpg"]
     print(f"{n_photos} photos from {photos} at max_size={args.size}; {os.cpu_count()} CPUs; "
           f"load average {load()}; outputs and logs in {work}", flush=True)
     rows = [run("stylize.py", [py, "stylize.py", *common, f"style_image={Path(args.paintings) / 'udnie.jpg'}",
@@ -101,7 +101,8 @@ def main() -> None:
         print(f"  starting a 2-node Ray cluster on 127.0.0.1:{args.port} (load {load()})", flush=True)
         with local_cluster(nodes=2, cpus_per_node=2, port=args.port, log_dir=work) as address:
             rows.append(run("2 nodes x 1 actor", [*job, f"output={work / 'cluster'}", "actors=2",
-                                                 f"ray_address={address}"], work / "cluster", env, work))
+                                                 f"ray_address={address}"], work / "cluster",
+                            dict(env, RAY_AUTH_MODE="token"), work))
         import csv
 
         with open(work / "cluster" / "manifest.csv", newline="") as f:

@@ -8,6 +8,9 @@ Each node is its own `ray start --block` process in a session of its own (a head
 joining it by address); leaving the block stops exactly those sessions' processes, by id, so
 nothing else on the machine (another Ray included) is touched. `kill_session` is the same
 clean-up for any process started with `start_new_session=True`.
+
+The nodes use Ray's token authentication (the token in ~/.ray/auth_token); a driver joining them
+runs with RAY_AUTH_MODE=token in its environment.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def local_cluster(nodes: int = 2, cpus_per_node: int = 2, port: int = 6390, obje
                   log_dir: Path | None = None, timeout: float = 600.0) -> Iterator[str]:
     """Yields the head's address (127.0.0.1:port) once `nodes` nodes are alive."""
     ray = str(Path(sys.executable).with_name("ray"))
-    env = dict(os.environ)
+    env = dict(os.environ, RAY_AUTH_MODE="token")  # the token in ~/.ray/auth_token; drivers need the same
     common = ["--node-ip-address=127.0.0.1", f"--num-cpus={cpus_per_node}", "--block", "--disable-usage-stats",
               f"--object-store-memory={object_store_mb * 2**20}"]
     address = f"127.0.0.1:{port}"
