@@ -91,8 +91,10 @@ def main() -> None:
     job = [py, "-m", "fast_nst.dataset", *common, f"paintings={args.paintings}", "threads=1", "format=jpg"]
     print(f"{n_photos} photos from {photos} at max_size={args.size}; {os.cpu_count()} CPUs; "
           f"load average {load()}; outputs and logs in {work}", flush=True)
-    rows = [run("stylize.py", [py, "stylize.py", *common, f"style_image={Path(args.paintings) / 'udnie.jpg'}",
-                               f"output={work / 'stylize_py'}"], work / "stylize_py", env, work),
+    baseline = [py, "stylize.py", *common, f"style_image={Path(args.paintings) / 'udnie.jpg'}"]
+    rows = [run("stylize.py", [*baseline, f"output={work / 'stylize_py'}"], work / "stylize_py", env, work),
+            run("stylize.py 1 thread", [*baseline, f"output={work / 'stylize_py1'}"], work / "stylize_py1",
+                dict(env, OMP_NUM_THREADS="1"), work),
             run("1 actor", [*job, f"output={work / 'actors1'}", "actors=1", "num_cpus=2"], work / "actors1", env, work),
             run("2 actors", [*job, f"output={work / 'actors2'}", "actors=2", "num_cpus=3"], work / "actors2", env, work)]
     if args.cluster:
@@ -113,12 +115,15 @@ def main() -> None:
     print(f"\n| command | images | wall s | images/s (wall) | images/s (steady) | steady vs stylize.py | load before -> after |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
+        r["steady"] = r["steady"] if r["images"] > 1 else float("nan")
         print(f"| {r['label']} | {r['images']} | {r['wall_s']:.1f} | {r['wall_rate']:.2f} | {r['steady']:.2f} | "
               f"{r['steady'] / base['steady']:.2f}x | {r['load_before']} -> {r['load_after']} |")
     one = next(r for r in rows if r["label"] == "1 actor")
     two = next(r for r in rows if r["label"] == "2 actors")
-    print(f"\n2 actors / 1 actor: {two['steady'] / one['steady']:.2f}x steady, {two['wall_rate'] / one['wall_rate']:.2f}x wall")
-    best = max(rows[1:], key=lambda r: r["steady"])
+    if one["images"] and two["images"]:
+        print(f"\n2 actors / 1 actor: {two['steady'] / one['steady']:.2f}x steady, "
+              f"{two['wall_rate'] / one['wall_rate']:.2f}x wall")
+    best = max(rows[2:], key=lambda r: r["steady"] if r["images"] else 0)
     print(f"CPU cost per million images at the best steady rate ({best['label']}, {best['steady']:.2f} images/s on "
           f"{os.cpu_count()} cores): {1e6 / best['steady'] / 3600:.1f} machine-hours, "
           f"{1e6 / best['steady'] / 3600 * os.cpu_count():.1f} core-hours")

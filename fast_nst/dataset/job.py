@@ -106,7 +106,9 @@ def start_ray(cfg) -> bool:
         # logical CPUs: the pool's actors plus one for Ray Data's own work (with every CPU held by
         # an actor, Ray Data waits for resources and the pool never fills)
         cpus = cfg.num_cpus or max(os.cpu_count() or 1, pool_size(cfg, local=True) * cfg.threads) + 1
-        ray.init(num_cpus=int(cpus), object_store_memory=int(cfg.object_store_mb) * 2**20, _node_ip_address="127.0.0.1", **kw)
+        # address="local": always a new Ray of our own (a bare ray.init() would join any cluster
+        # `ray start` left running on this machine)
+        ray.init(address="local", num_cpus=int(cpus), object_store_memory=int(cfg.object_store_mb) * 2**20, _node_ip_address="127.0.0.1", **kw)
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
