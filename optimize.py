@@ -1,11 +1,12 @@
 """Stylize one photo by pixel optimisation (Gatys et al. 2016): python optimize.py content=IMG style=PAINTING
 (see conf/optimize/). Installed, the same is `fast-nst-optimize` (fast_nst/entry.py)."""
 
-import hydra
 from omegaconf import DictConfig
 
+from fast_nst.cli import hydra_main
 
-@hydra.main(version_base="1.3", config_path="conf/optimize", config_name="optimize")
+
+@hydra_main(version_base="1.3", config_path="conf/optimize", config_name="optimize")
 def main(cfg: DictConfig) -> None:
     from fast_nst.entry import run_optimize
 

@@ -17,9 +17,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import shutil
+import signal
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +32,8 @@ from typing import Any, Callable
 from PIL import Image
 
 from fast_nst.errors import ConfigError, FastNSTError, MissingPathError
-from fast_nst.images import ImageError, limit_size, open_image, save_image_atomic
+from fast_nst.images import (ImageError, PixelLimit, is_animation, limit_size, open_image, read_header,
+                             save_image_atomic)
 from fast_nst.paintings import BUNDLED_PAINTINGS, Painting, locate_painting
 from fast_nst.stylizer import Stylizer
 
@@ -40,6 +45,7 @@ MODEL_SUFFIXES = (".safetensors", ".onnx")
 # so and the server log has the traceback.
 USER_ERRORS = (FastNSTError, ImageError, ValueError, FileNotFoundError)
 OUTPUT_KEEP_S = 3600  # results older than this are deleted from the server's output folder
+WORKSPACE_PREFIX = "fast_nst_page_"  # the server's temporary folder: <tmp>/fast_nst_page_<pid>_*, removed on exit
 
 
 class AppError(FastNSTError):
@@ -153,18 +159,24 @@ class Studio:
     uploads against the limits and stylizes through `Stylizer.stylize_tensor`."""
 
     def __init__(self, models_dir: str | os.PathLike = "checkpoints", *, pretrained: list[str] | tuple[str, ...] = (),
-                 device: str = "auto",
-                 max_size: int | None = 1024, video_max_seconds: float = 10, video_max_size: int = 720,
-                 batch_size: int = 4, cached_models: int = 3, quality: int = 95,
+                 device: str = "auto", max_size: int | None = 1024, max_pixels: int | None = 89478485,
+                 video_max_seconds: float = 10, video_max_size: int = 720, batch_size: int = 4,
+                 cached_models: int = 3, quality: int = 95,
                  output_dir: str | os.PathLike | None = None):
         self.models, self.problems = find_models(models_dir, pretrained)
         self.by_path = {str(m.path): m for m in self.models}
         self.device, self.max_size, self.quality = device, max_size, quality
+        # uploads over this many pixels are refused from their header, before decoding, as stylize.py does
+        self.limit = PixelLimit(max_pixels, "max_pixels", "or downscale the picture before uploading it; "
+                                "stylize.py ... tile=512 stylizes huge photos with bounded memory")
         self.video_max_seconds, self.video_max_size = video_max_seconds, video_max_size
         self.batch_size, self.cached_models = max(1, int(batch_size)), max(1, int(cached_models))
         self._stylizers: OrderedDict[tuple[str, bool], Stylizer] = OrderedDict()
         self._lock = threading.Lock()  # the page may run requests in threads; one load at a time
-        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="fast_nst_app_"))
+        if output_dir is None:  # a folder of its own, removed with the Studio (or at exit)
+            output_dir = tempfile.mkdtemp(prefix=WORKSPACE_PREFIX + f"{os.getpid()}_")
+            weakref.finalize(self, shutil.rmtree, output_dir, True)
+        self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._counter = 0
 
@@ -226,6 +238,8 @@ class Studio:
             chosen = painting_upload or painting
             if not chosen:
                 raise AppError(f"{entry.name} takes any painting: upload one, or pick one of the bundled paintings")
+            if painting_upload:
+                read_header(painting_upload, limit=self.limit)  # the photo's checks, before any decoding
             return {"style_image": str(chosen)}
         if painting_upload:
             raise AppError(f"{entry.name} learned its paintings ({', '.join(entry.styles)}) and cannot take an "
@@ -260,8 +274,14 @@ class Studio:
         entry = self.model(model)
         style = self.style_args(entry, painting, painting_upload)
         src = Path(photo)
-        image = open_image(src)  # ImageError names the file and what is wrong with it
+        # the header first: over max_pixels is refused before a pixel is decoded (ImageError names
+        # the file and what is wrong with it)
+        header = read_header(src, limit=self.limit)
+        image = open_image(src, self.limit)
         notes = []
+        if is_animation(header):
+            notes.append(f"An animation of {header.frames} frames: this page stylizes its first frame. For every frame "
+                         f"(an animated PNG): `python stylize.py ckpt={entry.path} input=ANIMATION`")
         if self.max_size and max(image.size) > self.max_size:
             w, h = image.size
             image = limit_size(image, self.max_size)
@@ -327,19 +347,53 @@ class Studio:
 
 
 # ---------------------------------------------------------------------- the page (Gradio)
-def _as_page_error(e: Exception):
+def page_message(text: str, hide: list[str | os.PathLike] = ()) -> str:
+    """`text` with the server's folders left out of every path under them (uploads live in
+    temporary folders; a visitor knows the file by its name)."""
+    for root in sorted({str(Path(h)) for h in hide if h}, key=len, reverse=True):
+        text = re.sub(re.escape(root.rstrip("/")) + r"/(?:[^/\s:;,'\"()]+/)*", "", text)
+    return text
+
+
+def _as_page_error(e: Exception, hide: list[str | os.PathLike] = ()):
     import gradio as gr
 
     if isinstance(e, USER_ERRORS):
-        return gr.Error(str(e), duration=None)
+        return gr.Error(page_message(str(e), hide), duration=None)
     log.exception("stylization failed")
     return gr.Error(f"Something went wrong inside fast_nst ({type(e).__name__}: {e}); the server log has the "
                     "details. Please report it.", duration=None)
 
 
-def build_page(studio: Studio, default_model: str | None = None):
-    """The Gradio Blocks of the page, wired to `studio`."""
+def uploaded_image(**kwargs):
+    """A gr.Image upload that hands the handler the uploaded file as it came. Gradio's own
+    preprocessing opens it with PIL, and for any mode but RGB decodes and re-saves the whole
+    picture (a 12000 px PNG: 1.9 GB) before the page's header check (max_pixels) could refuse it,
+    and answers a non-image with its generic "Could not preprocess" naming server paths; the
+    Studio checks and decodes the file itself, with its own messages. (The method is replaced on
+    the instance: a subclass would make Gradio write a .pyi file into this package.)"""
+    import types
+
     import gradio as gr
+
+    component = gr.Image(**kwargs)
+    gradio_preprocess = component.preprocess
+
+    def preprocess(self, payload):
+        if payload is None or payload.path is None or (payload.url or "").startswith("data:"):
+            return gradio_preprocess(payload)  # a pasted picture arrives inline: Gradio stores it
+        return str(payload.path)
+
+    component.preprocess = types.MethodType(preprocess, component)
+    return component
+
+
+def build_page(studio: Studio, default_model: str | None = None, hide: list[str | os.PathLike] = ()):
+    """The Gradio Blocks of the page, wired to `studio`. `hide`: server folders left out of the
+    paths in messages (`page_message`)."""
+    import gradio as gr
+
+    hide = [*hide, studio.output_dir, tempfile.gettempdir()]
 
     choices = [(m.label, str(m.path)) for m in studio.models]
     first = next((str(m.path) for m in studio.models if default_model in (m.name, str(m.path))), choices[0][1])
@@ -364,7 +418,7 @@ def build_page(studio: Studio, default_model: str | None = None):
         try:
             r = studio.stylize_photo(photo, model_key, painting, upload, strength, keep_colors)
         except Exception as e:  # noqa: BLE001 - shown on the page
-            raise _as_page_error(e) from e
+            raise _as_page_error(e, hide) from e
         return str(r.path), str(r.path), r.message
 
     def run_video(video, model_key, painting, upload, strength, keep_colors, progress=gr.Progress()):
@@ -374,7 +428,7 @@ def build_page(studio: Studio, default_model: str | None = None):
         try:
             r = studio.stylize_video(video, model_key, painting, upload, strength, keep_colors, progress=report)
         except Exception as e:  # noqa: BLE001 - shown on the page
-            raise _as_page_error(e) from e
+            raise _as_page_error(e, hide) from e
         return str(r.path), r.message
 
     limits = (f"Photos larger than {studio.max_size} px are downscaled first; " if studio.max_size else "") + (
@@ -390,7 +444,7 @@ def build_page(studio: Studio, default_model: str | None = None):
             with gr.Column(scale=1, min_width=260):
                 model = gr.Dropdown(choices=choices, value=first, label="Model", elem_id="model")
                 painting = gr.Dropdown(label="Painting", elem_id="painting")
-                painting_upload = gr.Image(type="filepath", label="Your painting (any image)", sources=["upload"],
+                painting_upload = uploaded_image(type="filepath", label="Your painting (any image)", sources=["upload"],
                                            visible=False, height=180, elem_id="painting_upload")
                 painting_view = gr.Image(label="Painting", interactive=False, height=180, buttons=[],
                                          elem_id="painting_view")
@@ -402,7 +456,7 @@ def build_page(studio: Studio, default_model: str | None = None):
                 with gr.Tabs():
                     with gr.Tab("Photo", id="photo_tab"):
                         with gr.Row():
-                            photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"],
+                            photo = uploaded_image(type="filepath", label="Photo", sources=["upload", "clipboard"],
                                              height=420, elem_id="photo")
                             photo_out = gr.Image(type="filepath", label="Stylized", interactive=False, height=420,
                                                  buttons=["download", "fullscreen"], elem_id="result")
@@ -425,30 +479,84 @@ def build_page(studio: Studio, default_model: str | None = None):
     return page
 
 
-def serve(cfg) -> None:
-    """`python app.py`: build the page from conf/app/app.yaml's options and serve it until Ctrl-C."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
-    try:
-        import gradio as gr
-    except ImportError as e:
-        raise ConfigError("the web page needs Gradio: pip install -e '.[app]' (or pip install gradio)") from e
+def remove_stale_workspaces(tmp: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the temporary folders of servers that are gone (killed without a chance to clean
+    up): <tmp>/fast_nst_page_<pid>_* of this user whose process no longer runs. Returns them."""
+    removed = []
+    for d in Path(tmp or tempfile.gettempdir()).glob(f"{WORKSPACE_PREFIX}*_*"):
+        pid = d.name[len(WORKSPACE_PREFIX):].split("_", 1)[0]
+        try:
+            if not pid.isdigit() or not d.is_dir() or d.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)  # still running: not ours to remove
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        except OSError:  # PermissionError: another user's process of that pid is running
+            continue
+    return removed
 
-    for key in ("max_size", "video_max_seconds", "video_max_size", "max_upload_mb"):
+
+class Workspace:
+    """The server's temporary folder, <tmp>/fast_nst_page_<pid>_*: Gradio's uploads and cache
+    (GRADIO_TEMP_DIR, unless the user set it) and the results. Removed when the server stops: on
+    Ctrl-C, on SIGTERM (turned into the same shutdown) or on an error; a server killed outright
+    leaves it to the next start (`remove_stale_workspaces`)."""
+
+    def __enter__(self) -> "Workspace":
+        remove_stale_workspaces()
+        self.path = Path(tempfile.mkdtemp(prefix=f"{WORKSPACE_PREFIX}{os.getpid()}_"))
+        self._gradio_env = os.environ.get("GRADIO_TEMP_DIR")
+        if self._gradio_env is None:
+            os.environ["GRADIO_TEMP_DIR"] = str(self.path / "gradio")
+        self._sigterm = None
+        if threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.signal(signal.SIGTERM, self._stop)
+        return self
+
+    @staticmethod
+    def _stop(signum, frame) -> None:
+        raise KeyboardInterrupt  # Gradio's launch() closes the server on it and returns
+
+    def __exit__(self, *exc) -> None:
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
+        if self._gradio_env is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def serve(cfg) -> None:
+    """`python app.py`: build the page from conf/app/app.yaml's options and serve it until Ctrl-C
+    or SIGTERM; its temporary files go with it (`Workspace`)."""
+    for key in ("max_size", "max_pixels", "video_max_seconds", "video_max_size", "max_upload_mb"):
         v = cfg.get(key)
         if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ConfigError(f"{key}={v}: must be a positive number" + (" or null" if key == "max_size" else ""))
-    studio = Studio(cfg.models_dir, pretrained=list(cfg.get("pretrained") or ()), device=cfg.device, max_size=cfg.max_size,
-                    video_max_seconds=cfg.video_max_seconds, video_max_size=cfg.video_max_size,
-                    batch_size=cfg.batch_size, cached_models=cfg.cached_models, quality=cfg.quality)
-    print(f"fast_nst app: {len(studio.models)} models from {cfg.models_dir}: "
-          f"{', '.join(m.name for m in studio.models)}", flush=True)
-    page = build_page(studio, cfg.get("model"))
-    # One stylization at a time: the network already uses every core, a second one would only
-    # slow both down. Others wait in the queue and the page shows their place.
-    page.queue(default_concurrency_limit=1)
-    # System fonts: the default theme fetches web fonts from the internet.
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                              font_mono=["ui-monospace", "monospace"])
-    page.launch(server_name=cfg.host, server_port=cfg.port, max_file_size=f"{cfg.max_upload_mb}mb",
-                inbrowser=False, show_error=True, theme=theme, allowed_paths=[str(studio.output_dir)],
-                footer_links=[], ssr_mode=False)
+            raise ConfigError(f"{key}={v}: must be a positive number"
+                              + (" or null" if key in ("max_size", "max_pixels") else ""))
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
+    with Workspace() as work:
+        try:  # imported inside the workspace, so Gradio's temporary folder is the workspace's
+            import gradio as gr
+        except ImportError as e:
+            raise ConfigError("the web page needs Gradio: pip install -e '.[app]' (or pip install gradio)") from e
+        studio = Studio(cfg.models_dir, pretrained=list(cfg.get("pretrained") or ()), device=cfg.device,
+                        max_size=cfg.max_size, max_pixels=cfg.max_pixels,
+                        video_max_seconds=cfg.video_max_seconds, video_max_size=cfg.video_max_size,
+                        batch_size=cfg.batch_size, cached_models=cfg.cached_models, quality=cfg.quality,
+                        output_dir=work.path / "results")
+        print(f"fast_nst app: {len(studio.models)} models from {cfg.models_dir}: "
+              f"{', '.join(m.name for m in studio.models)}", flush=True)
+        page = build_page(studio, cfg.get("model"), hide=[work.path])
+        # One stylization at a time: the network already uses every core, a second one would only
+        # slow both down. Others wait in the queue and the page shows their place.
+        page.queue(default_concurrency_limit=1)
+        # System fonts: the default theme fetches web fonts from the internet.
+        theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                                  font_mono=["ui-monospace", "monospace"])
+        try:
+            page.launch(server_name=cfg.host, server_port=cfg.port, max_file_size=f"{cfg.max_upload_mb}mb",
+                        inbrowser=False, show_error=True, theme=theme, allowed_paths=[str(studio.output_dir)],
+                        footer_links=[], ssr_mode=False)
+        finally:
+            page.close()

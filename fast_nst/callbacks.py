@@ -12,7 +12,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from fast_nst.errors import NonFiniteLossError
+from fast_nst.errors import TrainingStopped
 from fast_nst.export import export_network
 
 log = logging.getLogger("fast_nst")
@@ -35,9 +35,11 @@ def machine_description(trainer: pl.Trainer) -> dict:
 
 
 class ExportCallback(pl.Callback):
-    """Writes `<dir>/<name>.safetensors` on rank zero at the end of fit (also after Ctrl-C, and
-    after NonFiniteLossGuard stopped a run whose weights are still the last good ones, so an
-    interrupted run still leaves a usable model) and logs it as a W&B artifact when W&B is on.
+    """Writes `<dir>/<name>.safetensors` on rank zero at the end of fit (also after Ctrl-C or
+    SIGTERM, and after NonFiniteLossGuard stopped a run whose weights are still the last good
+    ones, so an interrupted run still leaves a usable model) and logs it as a W&B artifact when
+    W&B is on. Every callback with a `vet_export(trainer, module)` (DivergenceGuard) may refuse
+    the network first, by raising: then nothing is written.
 
     `model_card` (a dict the training entry fills: recipe, training photos, seed) goes into the
     export with the steps, the training wall time (summed over resumed sessions: it is part of
@@ -66,6 +68,10 @@ class ExportCallback(pl.Callback):
     def _export(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.global_step == 0:
             return
+        for cb in trainer.callbacks:  # e.g. DivergenceGuard: no network that paints one flat colour ships
+            vet = getattr(cb, "vet_export", None)
+            if vet is not None:
+                vet(trainer, module)
         hp = module.hparams
         dm_hp = getattr(trainer.datamodule, "hparams", {})
         photos = dict(self.model_card.get("training_photos") or {})
@@ -98,5 +104,5 @@ class ExportCallback(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt) or (
-                isinstance(exception, NonFiniteLossError) and exception.weights_finite):
+                isinstance(exception, TrainingStopped) and exception.weights_usable):
             self._export(trainer, module)

@@ -25,10 +25,20 @@ from typing import Any
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from fast_nst.errors import ConfigError
+from fast_nst.errors import ConfigError, one_line
 from fast_nst.images import atomic_write
 
 _STARTED = time.time()  # temp files older than this process were left by a killed earlier one
+
+
+def _unreadable(path, e: BaseException) -> ConfigError:
+    # torch's weights-only refusal is paragraphs of advice; the line that says what it met is enough
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    what = next((ln for ln in lines if ln.startswith("Unsupported")), None)
+    reason = f"{type(e).__name__}: {what}" if what else one_line(e)
+    return ConfigError(f"ckpt_path={path}: not a readable checkpoint ({reason}); the file is damaged or "
+                       "incomplete (cut short while copying?). Resume from another one in its folder (step*.ckpt), "
+                       "or start again without ckpt_path")
 
 
 def _save_durably(checkpoint: dict[str, Any], tmp: Path) -> None:
@@ -45,14 +55,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path, map_location: Any = lambda storage, loc: storage,
                         weights_only: bool | None = None) -> dict[str, Any]:
         try:
-            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+            checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as e:
+            if "global" not in str(e).lower():  # not a pickle that names Python objects: just damaged
+                raise _unreadable(path, e) from e
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(
                 f"ckpt_path={path}: refused to load: it holds Python objects beyond tensors and plain "
                 f"containers, and unpickling them could run arbitrary code ({first[:200]}). "
                 "Resume only from checkpoints fast_nst wrote (checkpoints/runs/<style>/*.ckpt); to "
                 "stylize, give stylize.py an exported .safetensors") from e
+        except Exception as e:  # empty, truncated, not a checkpoint at all
+            raise _unreadable(path, e) from e
+        if not (isinstance(checkpoint, dict) and {"state_dict", "global_step"} & checkpoint.keys()):
+            raise ConfigError(
+                f"ckpt_path={path}: not a Lightning training checkpoint (no state_dict and step; an exported "
+                ".safetensors?). Resume from checkpoints/runs/<name>/last.ckpt or step*.ckpt; to continue "
+                "from an export, give it as init_from= (experiment=add_style)")
+        return checkpoint
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:

@@ -17,6 +17,7 @@ import math
 import os
 import queue
 import random
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -304,13 +305,30 @@ class ResumableLoader(DataLoader):
         self.sampler.start = batches * self.batch_size
 
 
+def worker_init(worker_id: int) -> None:
+    """Every loader worker ignores SIGINT and SIGTERM: Ctrl-C reaches the whole process group and a
+    scheduler may signal every process, and a worker killed by either ends the run ("DataLoader
+    worker exited unexpectedly") before the main process has saved last.ckpt
+    (fast_nst.guards.StopOnSignal). Workers still exit with the main process. Lightning's seeding of
+    workers (seed_everything(workers=True), which it only adds when a loader has no init function
+    of its own) is kept."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        from lightning_fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id)
+
+
 def loader_kwargs(num_workers: int, pin_memory: bool = True, persistent_workers: bool = True,
                   prefetch_factor: int | None = 2) -> dict:
     """DataLoader speed options; those that only mean something with workers or CUDA are dropped
-    otherwise (PyTorch rejects prefetch_factor without workers, pinning without CUDA is a no-op)."""
+    otherwise (PyTorch rejects prefetch_factor without workers, pinning without CUDA is a no-op).
+    Workers start with `worker_init`."""
     kw = dict(num_workers=num_workers, pin_memory=bool(pin_memory) and torch.cuda.is_available())
     if num_workers > 0:
-        kw.update(persistent_workers=bool(persistent_workers), prefetch_factor=prefetch_factor)
+        kw.update(persistent_workers=bool(persistent_workers), prefetch_factor=prefetch_factor,
+                  worker_init_fn=worker_init)
     return kw
 
 
@@ -401,6 +419,18 @@ class PhotoDataModule(pl.LightningDataModule):
                         what, folder, describe_skips([(str(p), r) for p, r in bad]))
         return good
 
+    def _listed(self, folder: Path, what: str) -> list[Path]:
+        """`list_images(folder)`; what it could not list (broken or looping links, unreadable
+        folders) is skipped and counted like an unusable photo."""
+        problems: list[tuple[Path, str]] = []
+        found = list_images(folder, problems=problems)
+        for path, reason in problems:
+            self.skip_log.record(path, reason)
+        if problems:
+            log.warning("skipping %d entries under %s that are not readable %s images:\n%s", len(problems), folder,
+                        what, describe_skips([(str(p), r) for p, r in problems]))
+        return found
+
     def _nothing_usable(self, key: str, folder: Path, found: int) -> ConfigError:
         return ConfigError(
             f"{key}: none of the {found} image files under {folder} is usable:\n"
@@ -417,7 +447,7 @@ class PhotoDataModule(pl.LightningDataModule):
                 f"data.root={hp.root}: folder not found (looked in {root}). Point data.root at a "
                 "folder of photos, or use data=coco after scripts/download_coco.py")
         self.skip_log = SkipLog()
-        found = list_images(root)
+        found = self._listed(root, "training")
         if not found:
             raise ConfigError(f"data.root={hp.root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) "
                              f"under {root} (searched recursively); point data.root at a folder of photos")
@@ -425,7 +455,7 @@ class PhotoDataModule(pl.LightningDataModule):
         if not files:
             raise self._nothing_usable("data.root", root, len(found))
         if hp.val_root:
-            val_found = list_images(hp.val_root)
+            val_found = self._listed(resolve_path(hp.val_root), "validation")
             val = self._usable(val_found, "validation", resolve_path(hp.val_root))
             if not val:
                 raise self._nothing_usable("data.val_root", resolve_path(hp.val_root), len(val_found))

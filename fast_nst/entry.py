@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
+from fast_nst.cli import hydra_main
 from fast_nst.paths import PROJECT_ROOT
 
 CONF = PROJECT_ROOT / "conf"
@@ -38,17 +38,17 @@ def run_optimize(cfg: DictConfig) -> None:
     run_cli(lambda: run(cfg))
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
+@hydra_main(version_base="1.3", config_path=str(CONF), config_name="train")
 def train(cfg: DictConfig) -> None:
     run_train(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF / "stylize"), config_name="stylize")
+@hydra_main(version_base="1.3", config_path=str(CONF / "stylize"), config_name="stylize")
 def stylize(cfg: DictConfig) -> None:
     run_stylize(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF / "optimize"), config_name="optimize")
+@hydra_main(version_base="1.3", config_path=str(CONF / "optimize"), config_name="optimize")
 def optimize(cfg: DictConfig) -> None:
     run_optimize(cfg)
 

@@ -32,7 +32,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from fast_nst.errors import ConfigError
+from fast_nst.errors import ConfigError, FastNSTError, one_line
 from fast_nst.images import atomic_write
 from fast_nst.paintings import Painting, locate_painting, thumbnail_b64
 
@@ -183,16 +183,36 @@ def _with_bundled_credit(p: Painting) -> Painting:
 
 
 def load_export(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ExportInfo, dict[str, torch.Tensor]]:
+    """(metadata, tensors) of an export; a file whose tensors cannot be read is a ConfigError
+    naming it."""
     info = read_export(path)
-    return info, load_file(str(path), device=str(device))
+    try:
+        return info, load_file(str(path), device=str(device))
+    except Exception as e:
+        raise ConfigError(f"{path}: its weights cannot be read ({one_line(e)}); the file is damaged or incomplete "
+                          "(an interrupted copy or download?): copy or export it again") from e
 
 
 def load_network(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(network, info): the export's kind rebuilt with its weights, in eval mode on `device`."""
+    """(network, info): the export's kind rebuilt with its weights, in eval mode on `device`.
+    Whatever is wrong with the file (unreadable, a kind this fast_nst does not have, weights that
+    do not fit the network its metadata describes) is a ConfigError naming it and what to do."""
     from fast_nst.kinds import get_kind
 
     info, tensors = load_export(path, device)
-    net = get_kind(info.kind).from_export(info, tensors)
+    try:
+        kind = get_kind(info.kind)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {one_line(e, 400)}. Was it written by a newer fast_nst or a plugin kind? "
+                          "Update fast_nst, or import the module that registers the kind") from e
+    try:
+        net = kind.from_export(info, tensors)
+    except FastNSTError:
+        raise  # already a message of ours (e.g. weights the kind fetches could not be had: WeightsError)
+    except Exception as e:
+        raise ConfigError(f"{path}: its weights do not fit the {info.kind} network its metadata describes "
+                          f"({one_line(e)}); the file was damaged or edited: export it again with train.py, "
+                          "or use another checkpoint") from e
     return net.to(device).eval(), info
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 import threading
 import warnings
@@ -149,6 +151,7 @@ def open_image(path: str | os.PathLike, limit: PixelLimit | None = None) -> Imag
     animation). Raises ImageError with a specific message (ImageTooLarge over `limit`)."""
     p = _existing_file(path)
     im = _open_lazy(p, limit)
+    note_input(p)
     try:
         with im:  # closes the file; the pixels live on in the copy returned
             im.load()
@@ -158,6 +161,64 @@ def open_image(path: str | os.PathLike, limit: PixelLimit | None = None) -> Imag
                 return im.copy()
     except Exception as e:  # PIL raises many types for bad data
         raise _decode_error(p, e) from e
+
+
+# Formats whose several frames are an animation (a multi-page TIFF or a camera's MPO is not)
+ANIMATION_FORMATS = ("GIF", "PNG", "WEBP")
+ANIMATION_SUFFIXES = (".png", ".gif", ".webp")  # what can hold one: output names for animations
+
+
+@dataclass
+class Animation:
+    """Every frame of an animated GIF / PNG / WebP, composited as a viewer shows it, in RGB (RGBA
+    when a frame has transparency), with each frame's duration in milliseconds."""
+    frames: list[Image.Image]
+    durations: list[int]
+    loop: int  # 0 = forever
+
+
+def is_animation(h: ImageHeader) -> bool:
+    return h.frames > 1 and h.format in ANIMATION_FORMATS
+
+
+def read_animation(path: str | os.PathLike, limit: PixelLimit | None = None) -> Animation:
+    """All frames of an animation. `limit` caps the pixels of all frames together (they are all
+    held to write the animated output), with the same message as a still over it."""
+    p = _existing_file(path)
+    im = _open_lazy(p, limit)
+    note_input(p)
+    with im:
+        n = getattr(im, "n_frames", 1)
+        if limit is not None and limit.pixels is not None and n * im.width * im.height > limit.pixels:
+            total = n * im.width * im.height
+            raise ImageTooLarge(
+                f"{p}: an animation of {n} frames of {im.width}x{im.height} px = {total / 1e6:.1f} Mpx in all, over "
+                f"the limit of {limit.pixels / 1e6:.1f} Mpx ({limit.option}={limit.pixels}); every frame is held in "
+                f"memory to write the animated output. Raise the limit ({limit.option}="
+                f"{-(-total // 1_000_000) * 1_000_000}), or cut the animation shorter")
+        frames, durations = [], []
+        try:
+            for i in range(n):
+                im.seek(i)
+                frame = im.convert("RGBA")
+                frames.append(frame if frame.getextrema()[3][0] < 255 else frame.convert("RGB"))
+                durations.append(int(im.info.get("duration") or 100))
+        except Exception as e:  # PIL raises many types for bad data
+            raise _decode_error(p, e) from e
+        return Animation(frames, durations, int(im.info.get("loop", 0) or 0))
+
+
+def save_animation_atomic(anim: Animation, path: str | os.PathLike) -> Path:
+    """An animated PNG (or GIF / WebP, by `path`'s suffix) of `anim`'s frames and durations."""
+    path = Path(path)
+    fmt = {".png": "PNG", ".gif": "GIF", ".webp": "WEBP"}.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: an animation needs a format that holds one ({', '.join(ANIMATION_SUFFIXES)}); "
+                         "give an output name ending in .png")
+    first, rest = anim.frames[0], anim.frames[1:]
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    return atomic_write(path, lambda tmp: first.save(tmp, format=fmt, save_all=True, append_images=rest,
+                                                     duration=anim.durations, loop=anim.loop, **extra))
 
 
 def to_rgb(im: Image.Image, background: tuple[int, int, int] | None = None) -> Image.Image:
@@ -216,19 +277,97 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr)
 
 
+def _umask_file_mode() -> int:
+    """The mode `open()` gives a new file here: 0666 less the umask (0644 under the usual 022).
+    Read once, at import, before any thread could create a file while the umask is probed."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _umask_file_mode()
+
+# Every file this process decoded as an input (images here, videos in fast_nst.video), by
+# hash((device, inode, size, mtime)): `publish` refuses to replace one, whatever path, link or
+# spelling names it, so no tool overwrites a user's original. Size and mtime keep a reused inode
+# of a deleted file from looking like an input.
+_INPUTS: set[int] = set()
+
+
+def _identity(st: os.stat_result) -> int:
+    return hash((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+
+
+def note_input(path: str | os.PathLike) -> None:
+    """Record `path` as an input of this process (see `publish`)."""
+    try:
+        _INPUTS.add(_identity(os.stat(path)))
+    except OSError:
+        pass
+
+
+def refuse_input(path: str | os.PathLike) -> None:
+    """OutputIsInputError if `path` is a file this process read as an input."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if _identity(st) in _INPUTS:
+        from fast_nst.errors import OutputIsInputError
+
+        raise OutputIsInputError(f"{path}: is an input of this run; refusing to write over it (the original is "
+                                 "untouched). Choose an output name or folder that is not an input")
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """The last step of every atomic write: the finished temporary file gets an ordinary file's
+    mode (FILE_MODE; mkstemp makes 0600) and is renamed over `path`, unless `path` is an input."""
+    refuse_input(path)
+    os.chmod(tmp, FILE_MODE)
+    os.replace(tmp, path)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """A write error caused by a full disk or quota: ENOSPC/EDQUOT, as an errno or in the message
+    of a library that drops the errno (torch.save, safetensors, FFmpeg)."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return any(s in text for s in ("No space left on device", "Disk quota exceeded", "os error 28",
+                                   "os error 122", "[Errno 28]", "[Errno 122]"))
+
+
+def disk_full_error(path: str | os.PathLike):
+    """The one-line error for a write to `path` that ran out of space."""
+    from fast_nst.errors import DiskFullError
+
+    folder = Path(path).parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MB free there now"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(f"{path}: no space left on the disk holding {folder} ({free}); nothing half-written "
+                         "was left. Free some space, or write to another disk (the output= / export.dir= "
+                         "option), then run the same command again")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """`write(tmp)` into a temporary file in `path`'s folder, then rename it over `path`: a crash
-    or Ctrl-C never leaves a half-written image, export or report."""
+    or Ctrl-C never leaves a half-written image, export or report. A full disk is a DiskFullError
+    (one line, what to do); an input of this run is never replaced (`publish`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        publish(tmp, path)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full_error(path) from e
         raise
     return path
 
@@ -245,13 +384,70 @@ def save_image_atomic(im: Image.Image, path: str | os.PathLike, **kwargs) -> Pat
     return atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **kwargs))
 
 
-def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files below `root`, sorted so every run sees the same order."""
+def list_images(root: str | os.PathLike, recursive: bool = True,
+                problems: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Image files below `root`, sorted so every run sees the same order. Links to files and
+    folders are followed. What cannot be listed is appended to `problems` as (path, reason), so
+    callers count and report it instead of missing it silently: broken links (whose name could be
+    an image or a folder), link loops and folders that cannot be read or that a link already
+    brought in."""
     root = resolve_path(root)
     if not root.exists():
         raise FileNotFoundError(f"image folder {root} does not exist")
     if root.is_file():
         return [root]
-    it = root.rglob("*") if recursive else root.glob("*")
-    return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                  and not p.name.startswith("."))
+    problems = [] if problems is None else problems
+    found: list[Path] = []
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def unreadable(e: OSError) -> None:
+        problems.append((Path(e.filename or root), f"{e.filename}: cannot read this folder ({e.strerror}); "
+                                                   "its images are skipped: check its permissions"))
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
+        try:
+            st = os.stat(folder)
+        except OSError as e:
+            unreadable(e)
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:  # a link back up (a loop) or a second link to it
+            problems.append((Path(folder), f"{folder}: a link to a folder already searched (a symbolic link "
+                                           "loop, or a second link to it); skipped"))
+            dirs[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if _followable(Path(folder) / d, problems))
+        for name in sorted(files):
+            p = Path(folder) / name
+            if name.startswith(".") or p.suffix.lower() not in IMAGE_EXTENSIONS + ("",):
+                continue
+            if p.is_file():
+                if p.suffix:
+                    found.append(p)
+            elif p.is_symlink():
+                problems.append((p, _broken_link(p)))
+        if not recursive:
+            dirs[:] = []
+    return sorted(found)
+
+
+def _followable(d: Path, problems: list[tuple[Path, str]]) -> bool:
+    """A folder os.walk may enter; a link to one that is gone or loops is a problem instead."""
+    if d.is_symlink() and not d.exists():
+        problems.append((d, _broken_link(d)))
+        return False
+    return True
+
+
+def _broken_link(p: Path) -> str:
+    try:
+        target = os.readlink(p)
+    except OSError:
+        target = "?"
+    try:
+        p.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"{p}: a symbolic link loop (-> {target}); skipped: point the link at a file or remove it"
+    return f"{p}: a broken symbolic link (-> {target}, which does not exist); skipped: fix or remove the link"

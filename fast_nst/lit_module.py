@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from fast_nst.errors import ConfigError
 from fast_nst.kinds import split_model_config
 from fast_nst.paintings import Painting, training_paintings
 
@@ -67,6 +68,23 @@ def prepare_batch(batch: Any, memory_format: torch.memory_format) -> tuple[Any, 
         raise TypeError(f"a training batch is a (B, 3, H, W) photos tensor, a tuple/list with the photos first "
                         f"or a dict with a 'photos' key; got {type(batch).__name__}")
     return batch, photos
+
+
+def _changed_options(theirs: dict, ours: Any, prefix: str = "") -> str:
+    """The `model`/`loss`/... options that differ between a checkpoint's hyper-parameters and this
+    run's, as `model.width=1.0 (now 0.5)`, for the message of a checkpoint that does not fit."""
+    out = []
+    for key in ("model", "paintings", "init_from") if not prefix else sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(key), _plain(ours.get(key))
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _changed_options(a, b, f"{prefix}{key}.")
+            out += [inner] if inner else []
+        elif key == "paintings" and not prefix and a != b:
+            names = lambda ps: [p.get("name") for p in ps or []]  # noqa: E731
+            out.append(f"paintings {names(a)} (now {names(b)})")
+        elif a != b:
+            out.append(f"{prefix}{key}={a} (now {b})")
+    return ", ".join(out)
 
 
 @dataclass(frozen=True)
@@ -164,12 +182,25 @@ class StyleTransferModule(pl.LightningModule):
         # checkpoints written before the gradient-spike guard existed lack its running average;
         # it restarts from "unknown", as in a new run
         checkpoint["state_dict"].setdefault("log_grad_norm_avg", torch.tensor(float("nan")))
-        ours = {k: v.shape for k, v in self.state_dict().items() if k.startswith("net.")}
-        theirs = {k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        ours = {k: tuple(v.shape) for k, v in self.state_dict().items() if k.startswith("net.")}
+        theirs = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        problem = None
         if ours != theirs:
-            diff = sorted(set(ours.items()) ^ set(theirs.items()))[:4]
-            raise ValueError(f"the checkpoint holds another network than this config builds (e.g. {diff}); "
-                             "resume with the config of the run that wrote it, or start without ckpt_path")
+            k = next(k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k))
+            problem = (f"it holds another network than this config builds ({k}: {theirs.get(k, 'absent')} in "
+                       f"the checkpoint, {ours.get(k, 'absent')} here)")
+        else:
+            groups = [len(g["params"]) for g in (checkpoint.get("optimizer_states") or [{}])[0].get("param_groups", [])]
+            if groups and groups != [len(g["params"]) for g in self.net.parameter_groups()]:
+                problem = "its optimizer trained other parameters than this config trains"
+        if problem:
+            path = self._trainer.ckpt_path if self._trainer is not None else None
+            changed = _changed_options(checkpoint.get("hyper_parameters") or {}, self.hparams)
+            raise ConfigError(
+                f"ckpt_path={path or '...'}: {problem}; "
+                + (f"the run that wrote it had {changed}: resume with those, " if changed else
+                   "resume with the options of the run that wrote it, ")
+                + "or start a new run (another name=, or no ckpt_path)")
 
     def forward(self, x: torch.Tensor, cond=None) -> torch.Tensor:
         return self.net(x, cond)
@@ -218,23 +249,31 @@ class StyleTransferModule(pl.LightningModule):
             lg.log_metrics(metrics, step=self.global_step)
         self._painting_sums, self._painting_counts = None, None
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
+    def stylize_columns(self, batch: Any) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, dict]]]:
+        """(photos, [(label, stylized photos, loss terms)]): a batch through the network once per
+        validation grid column (per painting for multi-style kinds). Validation and the divergence
+        guard's check of the export (fast_nst.guards) both look at these."""
         batch, photos = prepare_batch(batch, self.memory_format)
         bs = photos.shape[0]
-        columns = self.net.validation_styles()
-        outputs, per_column = [], []
-        for label, i in columns:
+        columns = []
+        for label, i in self.net.validation_styles():
             idx = None if i is None else torch.full((bs,), i, device=self.device, dtype=torch.long)
             out, terms = self.net.training_step(self.criterion, batch, idx, forward=self._net_fn)
-            outputs.append(out)
-            per_column.append(terms)
-            if len(columns) > 1:
+            columns.append((label, out, terms))
+        return photos, columns
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        photos, columns = self.stylize_columns(batch)
+        bs = photos.shape[0]
+        outputs, per_column = [out for _, out, _ in columns], [terms for _, _, terms in columns]
+        if len(columns) > 1:
+            for label, _, terms in columns:
                 self._log_terms(terms, "val", bs, suffix=f"/{label}")
         self._log_terms({k: torch.stack([t[k] for t in per_column]).mean() for k in SCALAR_TERMS}, "val", bs)
         if batch_idx == 0:
             # content | stylized with each painting, one row per validation photo
             self._val_grid = torch.stack([photos] + [o.to(photos.dtype) for o in outputs], 1).flatten(0, 1).float().cpu()
-            self._val_labels = ["content"] + [label for label, _ in columns]
+            self._val_labels = ["content"] + [label for label, _, _ in columns]
 
     def on_validation_epoch_end(self) -> None:
         if self._val_grid is not None and not self.trainer.sanity_checking:

@@ -200,19 +200,25 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     (`network`, `styles`, `loss`, `loss_net`, `model_card`, `thumbnails`)."""
     import onnx
 
+    from fast_nst.errors import ConfigError, one_line
+
     path = Path(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:
-        raise ValueError(f"{path}: not a readable ONNX file ({e}); re-export it with "
-                         "scripts/export_onnx.py") from e
+        raise ConfigError(f"{path}: not a readable ONNX file ({one_line(e)}); re-export it with "
+                          "scripts/export_onnx.py") from e
     raw = {p.key: p.value for p in model.metadata_props}
     if raw.get("format") != ONNX_FORMAT:
-        raise ValueError(f"{path}: not a fast_nst ONNX export (format={raw.get('format')!r}, expected "
-                         f"{ONNX_FORMAT!r}); make one with: python scripts/export_onnx.py ckpt=<export>")
+        raise ConfigError(f"{path}: not a fast_nst ONNX export (format={raw.get('format')!r}, expected "
+                          f"{ONNX_FORMAT!r}); make one with: python scripts/export_onnx.py ckpt=<export>")
     out: dict[str, Any] = dict(raw)
     for k in ("network", "styles", "loss", "loss_net", "model_card", "thumbnails"):
-        out[k] = json.loads(raw.get(f"fast_nst.{k}", "{}" if k != "styles" else "[]"))
+        try:
+            out[k] = json.loads(raw.get(f"fast_nst.{k}", "{}" if k != "styles" else "[]"))
+        except ValueError as e:
+            raise ConfigError(f"{path}: broken fast_nst.{k} metadata ({one_line(e)}); re-export it with "
+                              "scripts/export_onnx.py") from e
     return out
 
 
@@ -256,8 +262,14 @@ class OnnxStylizer:
         so.inter_op_num_threads = 1
         if not spinning:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.path), so,
-                                            providers=providers or ["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), so,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as e:  # ONNX Runtime refuses a damaged or edited graph at load
+            from fast_nst.errors import ConfigError, one_line
+
+            raise ConfigError(f"{self.path}: ONNX Runtime cannot load this graph ({one_line(e)}); re-export it "
+                              "with scripts/export_onnx.py, or use the .safetensors it came from") from e
         self.input_name = self.session.get_inputs()[0].name
 
     @property

@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> Path:
     (exit 1) for a photo or painting that cannot be read; anything else is a bug and keeps its
     traceback."""
     from fast_nst.models.weights import VGGWeightsError
-    from fast_nst.validate import validate_optimize
+    from fast_nst.validate import refuse_overwriting_inputs, validate_optimize
 
     validate_optimize(cfg)
     device = pick_device(cfg.device)
@@ -51,6 +51,8 @@ def run(cfg: DictConfig) -> Path:
     content_path = resolve_path(cfg.content)
     style_paths = [resolve_style(str(s)) for s in _as_list(cfg.style)]
     blend = [float(b) for b in _as_list(cfg.style_blend)] or None
+    output = Path(cfg.output) if cfg.output else default_output(content_path, style_paths, cfg.preserve_color)
+    refuse_overwriting_inputs([output], inputs=[content_path, *style_paths])  # before the VGG loads
 
     try:
         content = pil_to_tensor(load_rgb(content_path, cfg.image_size)).unsqueeze(0).to(device)
@@ -79,7 +81,6 @@ def run(cfg: DictConfig) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed)
     init = initial_image(cfg.init, target, styles[0], generator=gen)
 
-    output = Path(cfg.output) if cfg.output else default_output(content_path, style_paths, cfg.preserve_color)
     finish = (lambda img: recolour(img, content)) if cfg.preserve_color else (lambda img: img)
 
     console.print(f"[bold]optimize[/]: {content_path.name} x {', '.join(p.name for p in style_paths)} "

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fast_nst.callbacks import ExportCallback
-from fast_nst.errors import MissingPathError
+from fast_nst.errors import ConfigError, MissingPathError
 from fast_nst.lit_module import StyleTransferModule, run_paintings
 from fast_nst.paintings import Painting
 from fast_nst.validate import validate_train
@@ -44,13 +44,32 @@ def _quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
+def command_line_keys(cfg: DictConfig) -> set[str]:
+    """The config keys set on this run's command line (`key=v`, `+key=v`, `++key=v`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = cfg.get("hydra") if "hydra" in cfg else (HydraConfig.get() if HydraConfig.initialized() else None)
+    task = list(hydra_cfg.overrides.task) if hydra_cfg is not None else []
+    return {o.split("=", 1)[0].lstrip("+~") for o in task if "=" in o}
+
+
 def apply_steps_per_style(cfg: DictConfig, paintings: list[Painting]) -> None:
-    """`steps_per_style` set: trainer.max_steps = steps_per_style x the paintings this run trains."""
+    """`steps_per_style` set: trainer.max_steps = steps_per_style x the paintings this run trains,
+    unless trainer.max_steps is on the command line: an explicit value wins (both there: an error)."""
     per = cfg.get("steps_per_style")
-    if per:
-        cfg.trainer.max_steps = int(per) * len(paintings)
-        log.info("trainer.max_steps = steps_per_style %d x %d painting(s) = %d", per, len(paintings),
-                 cfg.trainer.max_steps)
+    if not per:
+        return
+    given = command_line_keys(cfg)
+    if "trainer.max_steps" in given:
+        if "steps_per_style" in given:
+            raise ConfigError(f"trainer.max_steps={cfg.trainer.max_steps} and steps_per_style={per} both given; "
+                              "give one (steps_per_style sets max_steps = it x the number of paintings)")
+        log.info("trainer.max_steps=%d from the command line (steps_per_style=%d x %d paintings not applied)",
+                 cfg.trainer.max_steps, per, len(paintings))
+        return
+    cfg.trainer.max_steps = int(per) * len(paintings)
+    log.info("trainer.max_steps = steps_per_style %d x %d painting(s) = %d", per, len(paintings),
+             cfg.trainer.max_steps)
 
 
 def _apply_init_from(cfg: DictConfig) -> None:
@@ -60,12 +79,13 @@ def _apply_init_from(cfg: DictConfig) -> None:
     if not init:
         return
     if not Path(init).is_file():
-        raise FileNotFoundError(f"init_from={init}: no such export (give the .safetensors to continue from)")
-    target = Path(cfg.export.dir) / f"{cfg.export.name}.safetensors"
-    if target.exists() and target.resolve() == Path(init).resolve():
-        raise ValueError(f"init_from={init} is also this run's export ({target}); it would be overwritten. "
-                         "Give the new network another name (name=...)")
+        raise MissingPathError(f"init_from={init}: no such export (give the .safetensors to continue from)")
     from fast_nst.export import read_export
+    from fast_nst.validate import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([Path(cfg.export.dir) / f"{cfg.export.name}.safetensors"], inputs=[init],
+                              option="export", what="init_from export",
+                              fix="give the new network another name (name=...)")
 
     info = read_export(init)
     if info.loss:
@@ -103,7 +123,9 @@ def train(cfg: DictConfig) -> dict:
     paintings = run_paintings(cfg)
     apply_steps_per_style(cfg, paintings)
     _apply_init_from(cfg)
-    datamodule = instantiate(cfg.data, seed=cfg.seed)
+    # plain lists and dicts, not OmegaConf containers: the data module's hyperparameters go into every
+    # Lightning checkpoint, which quality.py and resume read with torch.load(weights_only=True)
+    datamodule = instantiate(cfg.data, seed=cfg.seed, _convert_="all")
     module = StyleTransferModule.from_config(cfg, paintings)
     loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c]
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c]

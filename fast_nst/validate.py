@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fast_nst.errors import ConfigError
-from fast_nst.images import IMAGE_EXTENSIONS, PROJECT_ROOT, resolve_path
+from fast_nst.images import IMAGE_EXTENSIONS, PROJECT_ROOT, ImageError, read_header, resolve_path
 
 
 def _get(cfg: DictConfig, key: str):
@@ -45,6 +45,82 @@ def _writable_dir(key: str, value) -> list[str]:
     return []
 
 
+def _real(p: str | os.PathLike) -> Path:
+    """The absolute path with every link in its existing part resolved (the file it would be)."""
+    return Path(os.path.normcase(os.path.realpath(os.path.expanduser(str(p)))))
+
+
+def _glob_matches(path: Path, pattern: str) -> bool:
+    """Whether glob(pattern, recursive=True) would list `path` (both made absolute): part by part,
+    `**` standing for any number of folders."""
+    import fnmatch
+
+    given = Path(os.path.abspath(os.path.expanduser(pattern))).parts
+    fixed = next((k for k, part in enumerate(given) if any(c in part for c in "*?[")), len(given))
+    pat = _real(Path(*given[:fixed])).parts + given[fixed:]  # links in the folder part resolved, as in `path`
+    parts = path.parts
+
+    def match(i: int, j: int) -> bool:
+        if i == len(pat):
+            return j == len(parts)
+        if pat[i] == "**":
+            return any(match(i + 1, k) for k in range(j, len(parts) + 1))
+        return j < len(parts) and fnmatch.fnmatchcase(parts[j], pat[i]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+def refuse_overwriting_inputs(outputs, inputs=(), folders=(), patterns=(), *, option: str = "output",
+                              given: str | None = None, what: str = "input", fix: str | None = None) -> None:
+    """The guard every tool that writes outputs from inputs runs before any work: no output may
+    be an input (the same file through any link, `..` or spelling), nor an input folder, nor lie
+    inside a folder that is searched for inputs (`folders`) or match a glob of them (`patterns`),
+    where a second run would take the first run's outputs as inputs (out/out/...). Raises
+    OutputIsInputError (exit 2) naming the output, the input and what to do; `given`: the option's
+    value as the user wrote it, when the outputs are files planned inside it; `fix`: what to do
+    (default: choose another output).
+
+    (fast_nst.images.publish, under every atomic write, also refuses to replace a file this
+    process decoded as an input: the last line of defence for tools that do not call this.)"""
+    from fast_nst.errors import OutputIsInputError
+
+    same_file: dict[tuple[int, int], Path] = {}
+    by_path: dict[Path, Path] = {}
+    for i in inputs:
+        by_path[_real(i)] = Path(i)
+        try:
+            st = os.stat(i)
+            same_file[(st.st_dev, st.st_ino)] = Path(i)
+        except OSError:
+            pass
+    scanned = [(_real(f), Path(f)) for f in folders]
+    fix = fix or f"choose an {option} that is not an {what} and not inside an {what} folder"
+    for out in outputs:
+        name = f"{option}={out}" if given in (None, str(out)) else f"{option}={given}: {out}"
+        real = _real(out)
+        hit = by_path.get(real)
+        if hit is None:
+            try:
+                st = os.stat(out)
+                hit = same_file.get((st.st_dev, st.st_ino))
+            except OSError:
+                pass
+        if hit is not None:
+            raise OutputIsInputError(f"{name}: would be written over the {what} {hit}, destroying the "
+                                     f"original; {fix}")
+        for folder, given in scanned:
+            if real == folder or folder in real.parents:
+                raise OutputIsInputError(
+                    f"{name}: {'is' if real == folder else 'lies inside'} the {what} folder {given}, which is "
+                    f"searched for {what}s (recursively), so the next run would take this run's outputs as "
+                    f"{what}s; {fix}")
+        for pattern in patterns:
+            if _glob_matches(real, pattern):
+                raise OutputIsInputError(
+                    f"{name}: matches the {what} pattern {pattern}, so the next run would take this "
+                    f"run's outputs as {what}s; {fix}")
+
+
 def _raise(problems: list[str]) -> None:
     if problems:
         raise ConfigError(problems[0] if len(problems) == 1 else
@@ -61,6 +137,11 @@ def validate_train(cfg: DictConfig) -> None:
     if image is not None and not resolve_path(image).is_file():
         problems.append(f"style.image={image}: no such file; give a painting with style.image=PATH "
                         f"(and style.name=NAME), or pick a bundled one: style={{{','.join(bundled_styles())}}}")
+    elif image is not None:
+        try:
+            read_header(image)
+        except ImageError as e:
+            problems.append(f"style.image={image}: {e}")
     if OmegaConf.select(cfg, "data") is not None and "root" in cfg.data.keys() and _get(cfg, "data.root") is None:
         problems.append("data.root is required: add data.root=DIR (a folder of photos, searched recursively)")
     for key in ("data.root", "data.val_root"):
@@ -78,6 +159,14 @@ def validate_train(cfg: DictConfig) -> None:
     if _get(cfg, "export.dir") is not None:
         problems += _writable_dir("export.dir", cfg.export.dir)
     _raise(problems)
+    roots = [resolve_path(r) for r in (_get(cfg, "data.root"), _get(cfg, "data.val_root")) if r is not None]
+    try:
+        run_dir = _get(cfg, "run_dir")  # Hydra's output folder: resolvable only inside a Hydra run
+    except Exception:  # noqa: BLE001 - composed without Hydra's runtime (tests, the API)
+        run_dir = None
+    if run_dir is not None and roots:  # its sample grids are PNGs: the next run would train on them
+        refuse_overwriting_inputs([run_dir], folders=roots, option="run_dir", what="photo",
+                                  fix="start train.py from another folder, or give hydra.run.dir=DIR outside the photos")
 
 
 def validate_stylize(cfg: DictConfig) -> None:
@@ -89,7 +178,7 @@ def validate_stylize(cfg: DictConfig) -> None:
         problems.append(f"quality={q}: JPEG quality must be an integer from 1 to 100")
     out = _get(cfg, "output")
     if out is not None:
-        folder = Path(str(out)).parent if Path(str(out)).suffix.lower() in IMAGE_EXTENSIONS else Path(str(out))
+        folder = Path(str(out)).parent if output_names_a_file(out) else Path(str(out))
         problems += _writable_dir("output", folder)
     _raise(problems)
 
@@ -123,6 +212,13 @@ def validate_dataset(cfg: DictConfig) -> None:
     _raise(problems)
 
 
+def output_names_a_file(output) -> bool:
+    """stylize.py's output= names one file (an image or a video, by its extension), else a folder."""
+    from fast_nst.video import VIDEO_EXTENSIONS
+
+    return Path(str(output)).suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+
+
 def _output_folder(cfg: DictConfig, key: str, is_file: bool) -> list[str]:
     out = _get(cfg, key)
     if out is None:
@@ -133,7 +229,6 @@ def _output_folder(cfg: DictConfig, key: str, is_file: bool) -> list[str]:
 def validate_optimize(cfg: DictConfig) -> None:
     """optimize.py: the photo and paintings exist, sizes and counts are positive, one blend weight
     per painting, a writable output folder; before the VGG loads."""
-    from fast_nst.images import ImageError
     from fast_nst.paintings import locate_painting, resolve_painting
 
     problems: list[str] = []
@@ -178,3 +273,7 @@ def validate_quality(cfg: DictConfig, inits: tuple[str, ...], known_inits: tuple
         problems.append(f"num_photos={n}: must be 0 (all) or a positive integer")
     problems += _output_folder(cfg, "output", is_file=False)
     _raise(problems)
+    if photos is not None and resolve_path(photos).is_dir():  # its plots are PNGs: photos of the next run
+        out = _get(cfg, "output")
+        refuse_overwriting_inputs([out if out is not None else Path("outputs") / "quality"],
+                                  folders=[resolve_path(photos)], what="photo")

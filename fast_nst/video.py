@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from fast_nst.images import disk_full_error, is_disk_full, note_input, publish
 from fast_nst.temporal import Flicker, FlickerMeter, Smoother
 
 Stylize = Callable[[torch.Tensor], torch.Tensor]
@@ -50,7 +51,9 @@ class VideoInfo:
     height: int
     fps: Fraction | None           # average frame rate (None when the container does not say)
     frames: int | None             # as the container reports it (None or 0 when unknown)
-    duration_s: float | None
+    duration_s: float | None       # the container's (the longest stream's)
+    video_end_s: float | None      # where the video stream says it ends (start + duration), None when unknown
+    end_s: float | None            # where the container says its longest stream ends
     rotation: int                  # display rotation, degrees counter-clockwise (as PyAV reads it)
     codec: str
     audio: tuple[str, ...]         # codec of each audio stream
@@ -94,6 +97,7 @@ def _open_input(path: Path):
 
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
+    note_input(path)
     try:
         container = av.open(str(path))
     except Exception as e:  # PyAV raises FFmpeg errors of many kinds for bad data
@@ -118,10 +122,32 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             raise VideoError(f"{path}: cannot decode its first video frame ({type(e).__name__}: {e}). "
                              f"{_DAMAGED_HINT}") from e
         duration = float(c.duration / 1_000_000) if c.duration else None
+        video_end = float(((vs.start_time or 0) + vs.duration) * vs.time_base) if vs.duration else None
         return VideoInfo(width=vs.codec_context.width, height=vs.codec_context.height,
                          fps=vs.average_rate or vs.guessed_rate, frames=vs.frames or None, duration_s=duration,
+                         video_end_s=video_end,
+                         end_s=float(((c.start_time or 0) + c.duration) / 1_000_000) if c.duration else None,
                          rotation=rotation, codec=vs.codec_context.name,
                          audio=tuple(a.codec_context.name for a in c.streams.audio))
+
+
+def check_complete(src: Path, info: VideoInfo, frames: int, video_end_s: float, end_s: float) -> None:
+    """VideoError unless the decoded video reached what the container declared: its frame count,
+    the video stream's end and the file's duration (the longest stream). An MP4 whose index sits
+    at the front (faststart, as phones and browsers write them) but whose data was cut short
+    decodes without an error, just fewer frames; this is how it is caught. A frame or 1% of
+    them, and two frame intervals or 1% of the time, are allowed for edit lists and rounding."""
+    interval = float(1 / info.fps) if info.fps else 0.05
+    problems = []
+    if info.frames and info.frames - frames > max(1, info.frames // 100):
+        problems.append(f"{frames} of the {info.frames} frames")
+    for declared, got in ((info.video_end_s, video_end_s), (info.end_s, end_s)):
+        if declared and got and declared - got > max(2 * interval, 0.01 * declared):
+            problems.append(f"{got:.2f} s of {declared:.2f} s")
+            break
+    if problems:
+        raise VideoError(f"{src}: truncated: it decoded to {' and '.join(problems)} that its header declares, so "
+                         f"the rest of the file is missing. {_DAMAGED_HINT}")
 
 
 def _pick_video_codec(suffix: str, container) -> str:
@@ -185,8 +211,9 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylize: Styli
         raise ValueError(f"batch_size and queue_size must be >= 1, got {batch_size}, {queue_size}")
     if dst.suffix.lower() not in VIDEO_EXTENSIONS:
         raise VideoError(f"{dst}: unknown video extension {dst.suffix!r}; use one of {', '.join(VIDEO_EXTENSIONS)}")
-    if dst.resolve() == src.resolve():
-        raise VideoError(f"{dst}: output would overwrite the input; choose another name")
+    from fast_nst.validate import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([dst], inputs=[src])
     info = probe_video(src)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=f".partial{dst.suffix}")
@@ -199,6 +226,7 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylize: Styli
     decoded: queue.Queue = queue.Queue(maxsize=queue_size)
     encoded: queue.Queue = queue.Queue(maxsize=queue_size)
     counters = {"decoded": 0, "written": 0}
+    ends = {"video": 0.0, "any": 0.0}  # where the decoded video, and any stream's packets, reached (s)
     failures: list[BaseException] = []
     report = VideoReport(info=info, output=dst, frames=0, seconds=0.0)
     try:
@@ -220,12 +248,18 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylize: Styli
                     if stop.is_set():
                         return
                     if packet.stream.type == "audio":
+                        if packet.pts is not None and packet.time_base:
+                            ends["any"] = max(ends["any"], float((packet.pts + (packet.duration or 0))
+                                                                 * packet.time_base))
                         if packet.dts is not None and not _put(decoded, ("audio", packet), stop):
                             return
                         continue
                     for frame in packet.decode():  # the empty packet at the end flushes the decoder
                         rgb = frame.to_ndarray(format="rgb24", src_color_range=frame.color_range or None)
                         counters["decoded"] += 1
+                        if frame.pts is not None and frame.time_base:
+                            ends["video"] = max(ends["video"], float((frame.pts + (frame.duration or 0))
+                                                                     * frame.time_base))
                         if not _put(decoded, ("video", (frame.pts, frame.time_base, frame.duration, rgb)), stop):
                             return
                 _put(decoded, _END, stop)
@@ -334,14 +368,17 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylize: Styli
             raise failures[0]
         if n_frames == 0:
             raise VideoError(f"{src}: no video frames could be decoded. {_DAMAGED_HINT}")
+        check_complete(src, info, counters["decoded"], ends["video"], max(ends.values()))
         out.close()
         out = None
-        os.replace(tmp, dst)
+        publish(tmp, dst)
         report.frames, report.seconds = n_frames, time.perf_counter() - start
         report.flicker = meter.result() if meter is not None else None
         return report
-    except BaseException:
+    except BaseException as e:
         stop.set()
+        if is_disk_full(e):
+            raise disk_full_error(dst) from e
         raise
     finally:
         inp.close()

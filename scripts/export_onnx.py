@@ -49,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from fast_nst.errors import ConfigError
     from fast_nst.export import load_network
     from fast_nst.onnx_export import OnnxStylizer, export_metadata_strings, export_onnx
     from fast_nst.stylizer import find_checkpoint
+    from fast_nst.validate import refuse_overwriting_inputs
 
     try:
         src = find_checkpoint(cfg.ckpt)
@@ -62,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {src} is a {net.kind} network with {len(meta.styles)} paintings; ONNX export "
                          "takes per-style (johnson) networks, whose graph needs no style input")
     out = Path(cfg.output) if cfg.output else src.with_suffix(".onnx")
+    try:  # output=the .safetensors itself (or its int8 copy's name) would replace it
+        refuse_overwriting_inputs([out, out.with_name(f"{out.stem}_int8.onnx")] if cfg.int8 else [out], inputs=[src])
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
     t = time.perf_counter()
     export_onnx(net, out, metadata=export_metadata_strings(meta))
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, {time.perf_counter() - t:.0f} s) from {src}")

@@ -5,17 +5,18 @@ python scripts/quality.py ckpt=starry_night photos=DIR  (options: conf/optimize/
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, ListConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from fast_nst.cli import hydra_main  # noqa: E402 - after the path above
 
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
-@hydra.main(version_base="1.3", config_path="../conf/optimize", config_name="quality")
+@hydra_main(version_base="1.3", config_path="../conf/optimize", config_name="quality")
 def main(cfg: DictConfig) -> None:
     from fast_nst.cli import run_cli
 

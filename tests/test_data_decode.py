@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_nst.data import PhotoDataset, load_crop, loader_kwargs, loader_throughput
+from fast_nst.data import PhotoDataset, load_crop, loader_kwargs, loader_throughput, worker_init
 from conftest import ROOT, data_module
 
 
@@ -65,7 +65,8 @@ def test_loader_kwargs_drop_options_that_need_workers_or_cuda():
     kw = loader_kwargs(0, pin_memory=True, persistent_workers=True, prefetch_factor=4)
     assert kw == {"num_workers": 0, "pin_memory": torch.cuda.is_available()}
     kw = loader_kwargs(2, pin_memory=False, persistent_workers=True, prefetch_factor=4)
-    assert kw == {"num_workers": 2, "pin_memory": False, "persistent_workers": True, "prefetch_factor": 4}
+    assert kw == {"num_workers": 2, "pin_memory": False, "persistent_workers": True, "prefetch_factor": 4,
+                  "worker_init_fn": worker_init}  # workers leave SIGINT/SIGTERM to the training process
 
 
 def test_datamodule_with_workers_gives_the_same_batches(tmp_path):

@@ -22,8 +22,7 @@ from PIL import Image
 from conftest import ROOT, compose
 from fast_nst.dataset.local_cluster import kill_session
 from fast_nst.dataset.manifest import ManifestLog, compact, read_rows
-from fast_nst.dataset.plan import (assign_painting, is_done, mirror_outputs, plan, refuse_output_in_input,
-                                   remove_stale_temporaries)
+from fast_nst.dataset.plan import assign_painting, is_done, mirror_outputs, plan, remove_stale_temporaries
 from fast_nst.dataset.worker import StylizeWorker
 from fast_nst.errors import ConfigError
 
@@ -61,12 +60,18 @@ def test_plan_mirrors_the_tree_and_draws_by_relative_path(tmp_path):
     assert [i.image for i in a] == ["x/1.jpg", "x/1.png", "y/z/2.webp"]
 
 
-@pytest.mark.parametrize("output", ["in", "in/sub/out", "in/../in"])
-def test_an_output_folder_in_the_input_folder_is_refused(tmp_path, output):
-    (tmp_path / "in").mkdir()
-    with pytest.raises(ConfigError, match="never writes among its inputs"):
-        refuse_output_in_input(tmp_path / "in", tmp_path / output)
-    refuse_output_in_input(tmp_path / "in", tmp_path / "in_stylized")  # a sibling with a similar name is fine
+@pytest.mark.parametrize("output", ["in", "in/sub/out", "in/../in", "paintings/x"])
+def test_an_output_folder_in_the_input_or_paintings_folder_is_refused(tmp_path, output):
+    from fast_nst.dataset.job import check_options
+    from fast_nst.errors import OutputIsInputError
+
+    for d in ("in", "paintings"):
+        (tmp_path / d).mkdir()
+    over = [f"input={tmp_path / 'in'}", f"paintings={tmp_path / 'paintings'}"]
+    with pytest.raises(OutputIsInputError, match="choose an output folder outside input= and paintings=") as err:
+        check_options(compose("stylize_dataset", [*over, f"output={tmp_path / output}"]))
+    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+    check_options(compose("stylize_dataset", [*over, f"output={tmp_path / 'in_stylized'}"]))  # a sibling is fine
 
 
 def test_done_means_a_file_that_decodes_to_the_end(tmp_path):

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fast_nst.dataset.manifest import MANIFEST_NAME, ManifestLog, compact
-from fast_nst.dataset.plan import Item, plan, refuse_output_in_input, remove_stale_temporaries
+from fast_nst.dataset.plan import Item, plan, remove_stale_temporaries
 from fast_nst.errors import ConfigError, MissingPathError
 from fast_nst.images import IMAGE_EXTENSIONS, list_images, resolve_path
 
@@ -83,14 +83,17 @@ def model_paintings(cfg, stylizer) -> tuple[bool, list[str], str]:
 
 def check_options(cfg) -> tuple[Path, Path]:
     """(input folder, output folder), or a ConfigError naming the option, before anything loads."""
-    from fast_nst.validate import validate_dataset
+    from fast_nst.validate import refuse_overwriting_inputs, validate_dataset
 
     validate_dataset(cfg)
     src, dst = Path(str(cfg.input)).expanduser().absolute(), Path(str(cfg.output)).expanduser().absolute()
     if not src.is_dir():
         raise MissingPathError(f"input={cfg.input}: {'not a folder' if src.exists() else 'no such folder'}; "
                                "give the folder of images to stylize (searched recursively)")
-    refuse_output_in_input(src, dst)
+    # outputs mirror the input tree: inside it (or the paintings), a rerun would stylize them again
+    scanned = [src] + ([resolve_path(str(cfg.paintings))] if cfg.paintings else [])
+    refuse_overwriting_inputs([Path(str(cfg.output)).expanduser()], folders=scanned,
+                              fix="choose an output folder outside input= and paintings=")
     return src, dst
 
 

@@ -4,8 +4,7 @@
 * `assign_painting`: each image's painting, a function of the seed and the image's relative path
   only, so a rerun, a resumed run or any worker on any node gives the same answer;
 * `is_done`: an output counts as done when it is a non-empty file that decodes to the end
-  (a run killed mid-write leaves only a temporary file, which `remove_stale_temporaries` clears);
-* `refuse_output_in_input`: inputs are never overwritten.
+  (a run killed mid-write leaves only a temporary file, which `remove_stale_temporaries` clears).
 """
 
 from __future__ import annotations
@@ -34,15 +33,6 @@ class Item:
 
     def row(self) -> dict[str, str]:
         return asdict(self)
-
-
-def refuse_output_in_input(input_dir: Path, output_dir: Path) -> None:
-    """Outputs mirror the input tree, so an output folder equal to or inside the input folder
-    would mix outputs into the inputs (and a rerun would stylize the outputs)."""
-    src, dst = input_dir.resolve(), output_dir.resolve()
-    if dst == src or src in dst.parents:
-        raise ConfigError(f"output={output_dir} is {'the input folder' if dst == src else 'inside input=' + str(input_dir)}; "
-                          "the job never writes among its inputs: choose an output folder outside it")
 
 
 def output_suffix(source: Path, fmt: str) -> str:

@@ -56,6 +56,7 @@ class StylizeWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from fast_nst.dataset.plan import is_done
+        from fast_nst.errors import one_line
         from fast_nst.images import ImageError, limit_size, open_image
 
         n = len(batch["image"])
@@ -92,7 +93,7 @@ class StylizeWorker:
                     self.write(res, row["output"])
                     row["status"] = "ok"
                 except (RuntimeError, ValueError, OSError) as e:
-                    row.update(status="failed", error=f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+                    row.update(status="failed", error=f"{row['source']}: {one_line(e)}")
                 row["seconds"] = f"{decoded + share + time.perf_counter() - t:.4f}"
         self.paintings_seen.update(painting for _, painting in todo)
         if len(self.paintings_seen) > self.cached_paintings:  # bounded memory over many paintings

@@ -227,10 +227,13 @@ def check_strength(strength: float) -> None:
 
 def painting_tensor(p: Painting, style_size: int | None) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1]: the painting's file on this machine, long side `style_size`."""
-    from fast_nst.images import load_rgb, pil_to_tensor
+    from fast_nst.images import ImageError, load_rgb, pil_to_tensor
     from fast_nst.paintings import locate_painting
 
-    return pil_to_tensor(load_rgb(locate_painting(p), max_size=style_size)).unsqueeze(0)
+    try:
+        return pil_to_tensor(load_rgb(locate_painting(p), max_size=style_size)).unsqueeze(0)
+    except ImageError as e:  # a damaged painting: one line naming it, not a traceback from the objective
+        raise ConfigError(f"painting {p.name}: {e}; give another painting file (style.image= or styles=)") from e
 
 
 def paired_batch(batch: Any, kind: str) -> tuple[torch.Tensor, torch.Tensor]:

