@@ -38,6 +38,14 @@ def run_optimize(cfg: DictConfig) -> None:
     run_cli(lambda: run(cfg))
 
 
+def run_stylize_dataset(cfg: DictConfig) -> None:
+    from fast_nst.cli import EXIT_FAILURE, run_cli
+    from fast_nst.dataset.job import run
+
+    if run_cli(lambda: run(cfg)):
+        sys.exit(EXIT_FAILURE)  # some images failed (status=failed in the manifest); a rerun retries them
+
+
 @hydra_main(version_base="1.3", config_path=str(CONF), config_name="train")
 def train(cfg: DictConfig) -> None:
     run_train(cfg)
@@ -53,11 +61,9 @@ def optimize(cfg: DictConfig) -> None:
     run_optimize(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF / "stylize_dataset"), config_name="stylize_dataset")
+@hydra_main(version_base="1.3", config_path=str(CONF / "stylize_dataset"), config_name="stylize_dataset")
 def stylize_dataset(cfg: DictConfig) -> None:
-    from fast_nst.dataset.job import main_body
-
-    main_body(cfg)
+    run_stylize_dataset(cfg)
 
 
 COMMANDS = {"train": train, "stylize": stylize, "optimize": optimize, "stylize-dataset": stylize_dataset}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,14 +273,6 @@ def run(cfg) -> int:
         console.print(f"[red]{c['failed']} image(s) failed[/] (status=failed in the manifest); "
                       "run the same command again to retry them")
     return c.get("failed", 0)
-
-
-def main_body(cfg) -> None:
-    """Hydra apps call this: one-line errors and exit codes as every fast_nst command (fast_nst/cli.py)."""
-    from fast_nst.cli import EXIT_FAILURE, run_cli
-
-    if run_cli(lambda: run(cfg)):
-        sys.exit(EXIT_FAILURE)
 
 
 __all__ = ["run_job", "run", "Summary"]
