@@ -70,6 +70,26 @@ def io_cpu_ms(photos: Path, size: int) -> float:
     return 1000 * (time.process_time() - start) / max(1, len(files))
 
 
+def net_cpu_ms(photos: Path, size: int, n: int = 20) -> float:
+    """CPU milliseconds (process time, one torch thread) of Magenta's network per photo at `size`:
+    with io_cpu_ms, what one image costs a core of this CPU when no other job competes for it."""
+    import torch
+
+    from fast_nst.images import limit_size, load_rgb, pil_to_tensor
+    from fast_nst.stylizer import Stylizer
+
+    torch.set_num_threads(1)
+    stylizer = Stylizer.load("magenta", device="cpu")
+    painting = str(ROOT / "assets" / "styles" / "udnie.jpg")
+    files = sorted(p for p in photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
+    xs = [pil_to_tensor(limit_size(load_rgb(f), size)).unsqueeze(0) for f in files]
+    stylizer.stylize_tensor(xs[0], style_image=painting)  # the painting's embedding, once
+    start = time.process_time()
+    for x in xs:
+        stylizer.stylize_tensor(x, style_image=painting)
+    return 1000 * (time.process_time() - start) / len(xs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", required=True, help="a folder of photos (~200)")
@@ -127,8 +147,11 @@ def main() -> None:
     print(f"CPU cost per million images at the best steady rate ({best['label']}, {best['steady']:.2f} images/s on "
           f"{os.cpu_count()} cores): {1e6 / best['steady'] / 3600:.1f} machine-hours, "
           f"{1e6 / best['steady'] / 3600 * os.cpu_count():.1f} core-hours")
-    print(f"decode + downscale to {args.size} + JPEG encode: {io_cpu_ms(photos, args.size):.1f} CPU-ms per photo "
-          "(one thread; the part of the work that stays on the CPU next to a GPU)")
+    io_ms, net_ms = io_cpu_ms(photos, args.size), net_cpu_ms(photos, args.size)
+    print(f"decode + downscale to {args.size} + JPEG encode: {io_ms:.1f} CPU-ms per photo (one thread; the part "
+          f"of the work that stays on the CPU next to a GPU); Magenta's network: {net_ms:.1f} CPU-ms per photo "
+          f"(one thread) -> {1000 / (io_ms + net_ms):.2f} images/s per idle core, "
+          f"{1e6 * (io_ms + net_ms) / 1000 / 3600:.1f} core-hours per million images")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     if any(r["rc"] for r in rows):

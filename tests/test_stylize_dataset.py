@@ -153,6 +153,18 @@ def test_input_and_output_are_required_and_checked(tmp_path):
         check_options(compose("stylize_dataset", [f"input={tmp_path}", f"output={tmp_path}"]))
 
 
+def test_the_command_says_what_is_wrong_in_one_line_and_exits_2(tmp_path):
+    """python -m fast_nst.dataset goes through fast_nst.cli: no traceback, exit 2, before Ray starts."""
+    (tmp_path / "in").mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "fast_nst.dataset", f"input={tmp_path / 'in'}",
+                        f"output={tmp_path / 'in' / 'out'}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("error: output="), r.stderr
+    assert "lies inside the input folder" in r.stderr and not (tmp_path / "in" / "out").exists()
+
+
 def test_paintings_fit_the_kind():
     from fast_nst.dataset.job import model_paintings
     from fast_nst.stylizer import Stylizer
@@ -213,7 +225,7 @@ def _job_cfg(src: Path, dst: Path, *extra: str):
 
 @pytest.fixture(scope="module")
 def finished_job(tmp_path_factory, magenta_weights_cache):
-    """The job on 40 photos + 2 bad files, 2 actors, batches of 4, one actor dying once."""
+    """The job on 40 photos + 2 bad files and a broken link, 2 actors, batches of 4, one actor dying once."""
     from ray import cloudpickle
 
     from fast_nst.dataset.job import run_job
@@ -223,6 +235,7 @@ def finished_job(tmp_path_factory, magenta_weights_cache):
     rels = _photos(src)
     (src / "class2" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
     (src / "class3" / "empty.png").touch()
+    (src / "class0" / "moved.jpg").symlink_to(tmp / "no_such_photo.jpg")  # a link to nothing: found while listing
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors need DiesOnceWorker's code
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FAST_NST_CACHE", str(magenta_weights_cache))  # Ray's processes inherit both
@@ -261,9 +274,9 @@ def test_unreadable_inputs_are_listed_and_not_fatal(finished_job):
         row = j.rows[name]
         assert row["status"] == "unreadable" and name.split("/")[1] in row["error"], row
     assert "empty file" in j.rows["class3/empty.png"]["error"]
-    assert j.summary.counts["unreadable"] == 2
-    assert list(j.rows) == sorted(j.rows)  # one row per input, in the input's order
-    assert len(j.rows) == 42
+    assert j.rows["class0/moved.jpg"]["status"] == "unreadable" and "moved.jpg" in j.rows["class0/moved.jpg"]["error"]
+    assert j.summary.counts["unreadable"] == 3
+    assert len(j.rows) == 43  # one row per input
 
 
 def test_a_killed_run_resumes_without_redoing_finished_images(tmp_path, magenta_weights_cache):

@@ -110,7 +110,16 @@ def start_ray(cfg) -> bool:
         cpus = cfg.num_cpus or max(os.cpu_count() or 1, pool_size(cfg, local=True) * cfg.threads) + 1
         # address="local": always a new Ray of our own (a bare ray.init() would join any cluster
         # `ray start` left running on this machine)
-        ray.init(address="local", num_cpus=int(cpus), object_store_memory=int(cfg.object_store_mb) * 2**20, _node_ip_address="127.0.0.1", **kw)
+        for attempt in (1, 2, 3):
+            try:
+                ray.init(address="local", num_cpus=int(cpus), object_store_memory=int(cfg.object_store_mb) * 2**20,
+                         _node_ip_address="127.0.0.1", **kw)
+                break
+            except Exception as e:  # Ray gives its raylet a fixed 30 s to register, too short on a busy machine
+                if "timed out during startup" not in str(e) or attempt == 3:
+                    raise
+                console.print(f"Ray's node did not start within Ray's 30 s (a busy machine?); trying again ({attempt + 1}/3)")
+                ray.shutdown()
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
@@ -199,7 +208,8 @@ def run_job(cfg, worker_cls: type | None = None) -> Summary:
 
     src, dst = check_options(cfg)
     _ray()  # installed? (before the network and the folder scan)
-    files = list_images(src)
+    unlisted: list[tuple[Path, str]] = []  # broken links, unreadable folders: listed, not fatal
+    files = list_images(src, problems=unlisted)
     if not files:
         raise MissingPathError(f"input={cfg.input}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
     stylizer = Stylizer.load(str(cfg.ckpt), device="cpu")  # the kind and its paintings; checks ckpt= here
@@ -218,8 +228,10 @@ def run_job(cfg, worker_cls: type | None = None) -> Summary:
                       f"{actors} actor(s) x {cfg.threads} thread(s){f' x {cfg.gpus} GPU' if cfg.gpus else ''} "
                       f"on {where}" + (f"; removed {stale} temporary file(s) of a killed run" if stale else ""),
                       soft_wrap=True)
+        unreadable = [{"image": os.path.relpath(p, src), "output": "", "painting": "", "model": model, "seconds": "",
+                       "status": "unreadable", "worker": "listing", "error": reason} for p, reason in unlisted]
         summary = _execute(cfg, items, manifest_path, worker_cls or StylizeWorker, arbitrary, actors, device,
-                           resolve_path(str(cfg.paintings)).resolve() if arbitrary else None)
+                           resolve_path(str(cfg.paintings)).resolve() if arbitrary else None, unreadable)
     finally:
         if started:
             _ray().shutdown()
@@ -228,7 +240,7 @@ def run_job(cfg, worker_cls: type | None = None) -> Summary:
 
 
 def _execute(cfg, items: list[Item], manifest_path: Path, worker_cls: type, arbitrary: bool,
-             actors: int, device: str, paintings_dir: Path | None) -> Summary:
+             actors: int, device: str, paintings_dir: Path | None, unlisted: list[dict]) -> Summary:
     import ray.data
 
     blocks = min(len(items), max(4 * actors, math.ceil(len(items) / 256)))
@@ -242,8 +254,11 @@ def _execute(cfg, items: list[Item], manifest_path: Path, worker_cls: type, arbi
                          fn_constructor_kwargs=worker_kwargs, batch_size=int(cfg.batch_size),
                          compute=ray.data.ActorPoolStrategy(size=actors),
                          num_cpus=max(1, int(cfg.threads)) if not cfg.gpus else 1, num_gpus=float(cfg.gpus) or None)
-    summary = Summary(total=len(items))
+    summary = Summary(total=len(items), counts={"unreadable": len(unlisted)} if unlisted else {})
     log_file = ManifestLog(manifest_path)
+    log_file.write(unlisted)
+    for r in unlisted:
+        console.print(f"[red]unreadable[/] {r['error']}", soft_wrap=True)
     start = time.perf_counter()
     try:
         with JobProgress(len(items), float(cfg.progress_every_s)) as progress:
