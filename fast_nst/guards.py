@@ -130,7 +130,9 @@ class DivergenceGuard(pl.Callback):
     - before any export (ExportCallback asks `vet_export`): the network's output on the validation
       photos (the last training batch if there are none), per painting, must vary: a mean
       per-channel standard deviation under `min_output_std` is a flat picture (trained networks:
-      0.15-0.25, the untrained one 0.14, the diverged one 0.0000).
+      0.15-0.25, the untrained one 0.14, the diverged one 0.0000), refused when training made it
+      so (under half the spread the network had at the start: an AdaIN decoder from random
+      weights starts at 0.0001 and a few steps later has not diverged, it has not learnt yet).
 
     Either raises DivergedError (exit 1): nothing is exported, `done:` is never printed.
     """
@@ -142,16 +144,18 @@ class DivergenceGuard(pl.Callback):
         self.lowest_step = 0
         self.above = 0                   # steps in a row over factor x lowest
         self.terms: tuple[str, ...] = ()  # the terms the loss summed at the last step
+        self.start_spreads: dict[str, float] | None = None  # output spreads before training (vet_export)
         self._last_photos = None
 
     def state_dict(self) -> dict:
         return {"mean": self.mean, "lowest": self.lowest, "lowest_step": self.lowest_step, "above": self.above,
-                "terms": list(self.terms)}
+                "terms": list(self.terms), "start_spreads": self.start_spreads}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.mean, self.lowest = state_dict.get("mean"), state_dict.get("lowest")
         self.lowest_step, self.above = int(state_dict.get("lowest_step", 0)), int(state_dict.get("above", 0))
         self.terms = tuple(state_dict.get("terms", ()))
+        self.start_spreads = state_dict.get("start_spreads")
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
         self._last_photos = batch
@@ -180,18 +184,19 @@ class DivergenceGuard(pl.Callback):
                        f"({math.exp(self.lowest):.4g}, around step {self.lowest_step}) and stayed over "
                        f"{self.factor:g}x for {self.steps} steps (loss {value:.4g} now)")
 
-    def vet_export(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        """DivergedError if the network turns the validation photos into flat pictures."""
+    def output_spreads(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, float]:
+        """{column: mean per-channel standard deviation of the network's output} on the validation
+        photos (the last training batch if there are none); {} when there is nothing to look at."""
         columns = getattr(module, "stylize_columns", None)
-        if columns is None or not self.min_output_std:
-            return
-        val_set = getattr(trainer.datamodule, "val_set", None)
+        if columns is None:
+            return {}
+        val_set = getattr(trainer.datamodule, "val_set", None) if trainer.datamodule is not None else None
         if val_set:  # read here: a loader would start its worker processes for one batch
             batch = torch.utils.data.default_collate([val_set[i] for i in range(min(len(val_set), VET_PHOTOS))])
         else:
             batch = self._last_photos
         if batch is None:
-            return
+            return {}
         was_training = module.training
         module.eval()
         try:
@@ -199,11 +204,22 @@ class DivergenceGuard(pl.Callback):
                 _, outputs = columns(module.transfer_batch_to_device(batch, module.device, 0))
         finally:
             module.train(was_training)
-        flat = []
-        for label, out, _ in outputs:
-            spread = float(out.detach().float().std(dim=(-2, -1)).mean())
-            if not spread >= self.min_output_std:  # also NaN
-                flat.append(f"{label} {spread:.4f}")
+        return {label: float(out.detach().float().std(dim=(-2, -1)).mean()) for label, out, _ in outputs}
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        # what the network paints before this run trains it: a network that starts flat (an AdaIN
+        # decoder from random weights) and is still flat has not diverged, it has not learnt yet
+        if self.min_output_std and self.start_spreads is None:
+            self.start_spreads = self.output_spreads(trainer, module)
+
+    def vet_export(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """DivergedError if training turned the validation photos into flat pictures: a column's
+        spread under min_output_std and under half of what the network painted at the start."""
+        if not self.min_output_std:
+            return
+        start = self.start_spreads or {}
+        flat = [f"{label} {spread:.4f}" for label, spread in self.output_spreads(trainer, module).items()
+                if not (spread >= self.min_output_std or spread >= 0.5 * start.get(label, math.inf))]  # NaN: flat
         if flat:
             self._stop(trainer, module, "the network turns the validation photos into flat pictures (mean "
                        f"per-channel standard deviation {', '.join(flat)}, under min_output_std="
