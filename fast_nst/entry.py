@@ -46,6 +46,14 @@ def run_optimize(cfg: DictConfig) -> None:
     run_cli(lambda: run(cfg))
 
 
+def run_stylize_dataset(cfg: DictConfig) -> None:
+    from fast_nst.cli import EXIT_FAILURE, run_cli
+    from fast_nst.dataset.job import run
+
+    if run_cli(lambda: run(cfg)):
+        sys.exit(EXIT_FAILURE)  # some images failed (status=failed in the manifest); a rerun retries them
+
+
 @hydra_main(version_base="1.3", config_path=str(CONF), config_name="train")
 def train(cfg: DictConfig) -> None:
     run_train(cfg)
@@ -66,7 +74,13 @@ def export(cfg: DictConfig) -> None:
     run_export(cfg)
 
 
-COMMANDS = {"train": train, "stylize": stylize, "optimize": optimize, "export": export}
+@hydra_main(version_base="1.3", config_path=str(CONF / "stylize_dataset"), config_name="stylize_dataset")
+def stylize_dataset(cfg: DictConfig) -> None:
+    run_stylize_dataset(cfg)
+
+
+COMMANDS = {"train": train, "stylize": stylize, "optimize": optimize, "export": export,
+            "stylize-dataset": stylize_dataset}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: python -m fast_nst {{{','.join(COMMANDS)}}} [key=value ...] [--help]\n"
-              "  (the same as fast-nst-train / fast-nst-stylize / fast-nst-optimize / fast-nst-export)",
-              file=sys.stderr)
+              "  (the same as fast-nst-train / fast-nst-stylize / fast-nst-optimize / fast-nst-export / "
+              "fast-nst-stylize-dataset)", file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
     sys.argv = [f"fast-nst-{argv[0]}", *argv[1:]]  # Hydra parses sys.argv
     COMMANDS[argv[0]]()
