@@ -7,6 +7,12 @@ from fast_nst.cli import hydra_main
 
 @hydra_main(version_base="1.3", config_path="conf/app", config_name="app")
 def main(cfg: DictConfig) -> None:
+    import os
+
+    # Before torch loads OpenMP: its idle threads sleep instead of spinning. The page shares the
+    # CPU with the browser and other requests; spinning threads slowed the Live tab ~20x on a
+    # busy 2-core machine (README, Web page).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from fast_nst.app import serve
     from fast_nst.cli import run_cli
 

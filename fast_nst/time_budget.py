@@ -133,7 +133,9 @@ class TimeBudget(pl.Callback):
             # the last mark passed (a step longer than `every` skips the marks inside it); at the
             # end of the budget, the budget itself
             mark = self.minutes if over else math.floor(minutes / self.every + 1e-9) * self.every
-            if mark > (self.timeline[-1]["minutes"] if self.timeline else 0.0) + 1e-9:
+            # the timeline keeps minutes rounded to 6 decimals: compare within a thousandth of `every`
+            last = self.timeline[-1]["minutes"] if self.timeline else 0.0
+            if mark > last + self.every * 1e-3:
                 self._save(trainer, mark)
         if over:
             log.info("time budget: %.3g minutes reached at step %d; stopping", self.minutes, trainer.global_step)

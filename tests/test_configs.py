@@ -5,9 +5,11 @@ from hydra.utils import instantiate
 
 from conftest import CONF, compose
 
-# conf/optimize/, conf/stylize/ and conf/app/ are the separate config roots of optimize.py +
-# scripts/quality.py (tests/test_gatys.py), of stylize.py and of app.py (below): not train.py groups
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("optimize", "stylize", "app"))
+# conf/optimize/, conf/stylize/, conf/app/, conf/export/ and conf/stylize_dataset/ are the separate
+# config roots of optimize.py + scripts/quality.py (tests/test_gatys.py), of stylize.py, of app.py
+# (below), of the export command (tests/test_onnx.py) and of fast_nst.dataset: not train.py groups
+GROUPS = sorted(p.name for p in CONF.iterdir()
+                if p.is_dir() and p.name not in ("optimize", "stylize", "app", "export", "stylize_dataset"))
 
 
 def _options(group):

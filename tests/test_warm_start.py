@@ -130,7 +130,8 @@ def test_time_budget_checkpoints_every_interval_and_stops(tmp_path):
     assert [r["ckpt"] for r in timeline] == [f"min{m:08.3f}.ckpt" for m in marks]   # min0000.003.ckpt ...
     steps = [r["step"] for r in timeline]
     assert steps == sorted(steps) and steps[0] > 0 and trainer.global_step == steps[-1] < 10_000
-    assert all(r["wall_seconds"] >= r["minutes"] * 60 - 1e-6 for r in timeline)
+    # wall_seconds is rounded to 2 decimals and minutes to 6 (0.006667 min = 0.40002 s)
+    assert all(r["wall_seconds"] >= r["minutes"] * 60 - 0.01 for r in timeline)
     for r in timeline:
         assert (tmp_path / "minutes" / r["ckpt"]).is_file() and r["load_average"]
 
