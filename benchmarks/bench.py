@@ -5,14 +5,14 @@ after the same steps, achieved GFLOPS and the fraction of a peak measured in the
 Inference also runs the same network exported to ONNX with ONNX Runtime (fp32 and int8 by
 default; --ort picks variants such as optimisation levels and thread settings).
 
-    python scripts/bench.py                                   # full run (CPU: ~10 min), bundled photos
-    python scripts/bench.py --photos ~/photos --vgg-weights vgg16.safetensors   # your photos, a local VGG copy
-    python scripts/bench.py --examples DIR                    # + pytorch/examples side by side
-    python scripts/bench.py --quick                           # smoke test, tiny sizes (<1 min)
+    python benchmarks/bench.py                                   # full run (CPU: ~10 min), bundled photos
+    python benchmarks/bench.py --photos ~/photos --vgg-weights vgg16.safetensors   # your photos, a local VGG copy
+    python benchmarks/bench.py --examples DIR                    # + pytorch/examples side by side
+    python benchmarks/bench.py --quick                           # smoke test, tiny sizes (<1 min)
 
 --examples DIR is a folder holding pytorch/examples' fast_neural_style/neural_style/*.py
 (transformer_net.py, vgg.py, utils.py, neural_style.py), e.g.
-    git clone https://github.com/pytorch/examples && python scripts/bench.py --examples examples/fast_neural_style/neural_style
+    git clone https://github.com/pytorch/examples && python benchmarks/bench.py --examples examples/fast_neural_style/neural_style
 Its code runs unmodified; only torchvision's VGG16 weights are swapped for --vgg-weights (no hub).
 """
 
@@ -32,12 +32,11 @@ from argparse import Namespace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+import torch
+from omegaconf import OmegaConf
 
-from fast_nst.images import atomic_write  # noqa: E402
+from fast_nst.io.images import atomic_write
 
 
 # Profiles: overrides of conf/ (perf group, data, trainer precision) and inference settings.
@@ -179,7 +178,7 @@ def bench_train(name: str, profile: dict, args, device: torch.device, size: int)
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from fast_nst.lit_module import StyleTransferModule
+    from fast_nst.training.module import StyleTransferModule
 
     cfg = compose_cfg(profile, args, device, size)
     precision = profile["precision"]
@@ -254,7 +253,7 @@ def bench_train_examples(args, device: torch.device, size: int) -> dict:
         ex_utils = importlib.import_module("utils")
     finally:
         sys.path.pop(0)
-    from fast_nst.models.weights import load_vgg_state_dict
+    from fast_nst.weights.vgg import load_vgg_state_dict
 
     orig_vgg16 = torchvision.models.vgg16
 
@@ -346,7 +345,7 @@ def _median_latency(fn, device, reps: int, budget_s: float) -> tuple[float, int,
 def bench_network(args, size: int):
     """The network `--model` (a conf/model option, any kind) for the bench painting, untrained."""
     from fast_nst.kinds import split_model_config
-    from fast_nst.paintings import training_paintings
+    from fast_nst.io.paintings import training_paintings
 
     cfg = compose_cfg(PROFILES["fast"], args, torch.device("cpu"), size)
     kind, net_cfg = split_model_config(OmegaConf.to_container(cfg.model, resolve=True))
@@ -355,7 +354,7 @@ def bench_network(args, size: int):
 
 
 def bench_infer(name: str, profile: dict, args, device: torch.device, sizes: list[int]) -> list[dict]:
-    from fast_nst.stylizer import Stylizer
+    from fast_nst.stylize.stylizer import Stylizer
 
     inf = profile["infer"]
     net = bench_network(args, sizes[0])
@@ -439,13 +438,13 @@ def parse_ort_variant(spec: str) -> dict:
 
 def bench_infer_onnx(args, sizes: list[int], variants: list[dict]) -> list[dict]:
     """The same network as the PyTorch rows (same seed and width), exported with
-    fast_nst.onnx_export (and int8-quantized, calibrated on 4 of --photos) and run with ONNX
+    fast_nst.stylize.onnx (and int8-quantized, calibrated on 4 of --photos) and run with ONNX
     Runtime's CPU provider, one session at a time (a 1024 px int8 session holds ~4 GB)."""
     import gc
 
-    from fast_nst.images import list_images, load_rgb, pil_to_tensor
+    from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
     from fast_nst.models.transformer import TransformerNet
-    from fast_nst.onnx_export import OnnxStylizer, export_onnx, quantize_int8
+    from fast_nst.stylize.onnx import OnnxStylizer, export_onnx, quantize_int8
 
     torch.manual_seed(args.seed)
     net = TransformerNet(**({"width": 0.5} if args.model == "johnson_half" else {})).eval()

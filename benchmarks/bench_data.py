@@ -1,7 +1,7 @@
 """Training-loader throughput (images/s): PIL vs torchvision.io decoding, with 0 and 2 workers.
 
-    python scripts/bench_data.py                      # the bundled photos
-    python scripts/bench_data.py --root ~/coco/train2014 --size 256 --workers 0 2 4 --json out.json
+    python benchmarks/bench_data.py                      # the bundled photos
+    python benchmarks/bench_data.py --root ~/coco/train2014 --size 256 --workers 0 2 4 --json out.json
 
 Times decode + resize + random crop + collate only (no model), after a warm-up that absorbs
 worker start-up. With 0 workers the loading runs in this process under torch's intra-op threads
@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from fast_nst.data import DECODERS, loader_throughput  # noqa: E402
-from fast_nst.images import atomic_write, list_images  # noqa: E402
+from fast_nst.training.data.photos import DECODERS, loader_throughput
+from fast_nst.io.images import atomic_write, list_images
 
 
 def default_roots() -> list[Path]:

@@ -3,7 +3,7 @@
 takes: decode, Stylizer, atomic JPEG write) and print the process's resident memory every
 `--every` images. Flat RSS after the first images means nothing accumulates per image.
 
-    python scripts/bench_rss.py --photos ../shared/data/photos --count 1000 --max-size 256
+    python benchmarks/bench_rss.py --photos ../shared/data/photos --count 1000 --max-size 256
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
 def rss_mb() -> float:
@@ -42,7 +41,7 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
 
     from fast_nst import Stylizer
-    from fast_nst.images import list_images, load_rgb, save_image_atomic
+    from fast_nst.io.images import list_images, load_rgb, save_image_atomic
 
     files = list_images(a.photos)
     if not files:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Time and peak memory of tiled stylization of a huge photo (fast_nst.tiling).
+"""Time and peak memory of tiled stylization of a huge photo (fast_nst.stylize.tiling).
 
-    python scripts/bench_tiling.py                                   # bundled photo resized to 6000x4000
-    python scripts/bench_tiling.py --image big.jpg --size 0 --stats sweep --out big_starry.jpg
+    python benchmarks/bench_tiling.py                                   # bundled photo resized to 6000x4000
+    python benchmarks/bench_tiling.py --image big.jpg --size 0 --stats sweep --out big_starry.jpg
 
 Peak memory is the process's peak RSS (VmHWM), reset after the photo is loaded, so it counts what
 stylizing adds to the input tensor plus that tensor itself.
@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def _rss_mb(field: str) -> float:
@@ -43,10 +42,10 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from PIL import Image, ImageOps
 
-    from fast_nst.export import load_network
-    from fast_nst.images import load_rgb, pil_to_tensor, save_image_atomic, tensor_to_pil
-    from fast_nst.stylizer import find_checkpoint
-    from fast_nst.tiling import stylize_tiled
+    from fast_nst.io.export import load_network
+    from fast_nst.io.images import load_rgb, pil_to_tensor, save_image_atomic, tensor_to_pil
+    from fast_nst.stylize.stylizer import find_checkpoint
+    from fast_nst.stylize.tiling import stylize_tiled
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -3,8 +3,8 @@
 phone video, with a sine audio track) and measure frames/s and flicker with and without temporal
 smoothing.
 
-    python scripts/bench_video.py                          # bundled photo, 640x360, 48 frames
-    python scripts/bench_video.py --photo big.jpg --frames 96 --keep outputs/video_bench
+    python benchmarks/bench_video.py                          # bundled photo, 640x360, 48 frames
+    python benchmarks/bench_video.py --photo big.jpg --frames 96 --keep outputs/video_bench
 
 Flicker, two ways:
 * the issue's metric: mean absolute frame-to-frame change of the output / the same of the input;
@@ -28,11 +28,10 @@ from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 def camera(t: int, n: int, src_w: int, src_h: int, out_w: int, out_h: int) -> tuple[float, float, float]:
@@ -57,7 +56,7 @@ def make_clip(photo: Path, path: Path, n: int, out_w: int, out_h: int, fps: int 
     the sampling never minifies by much, which would alias), encode H.264 + AAC."""
     import av
 
-    from fast_nst.images import load_rgb, pil_to_tensor
+    from fast_nst.io.images import load_rgb, pil_to_tensor
 
     im = load_rgb(photo)
     target = max(out_w / im.width, out_h / im.height) / 0.85 * 1.05   # source px ~ 1.0-1.2 per output px
@@ -126,10 +125,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     import av
 
-    from fast_nst.export import load_network
-    from fast_nst.stylizer import find_checkpoint
-    from fast_nst.temporal import FlickerMeter, make_smoother
-    from fast_nst.video import stylize_video
+    from fast_nst.io.export import load_network
+    from fast_nst.stylize.stylizer import find_checkpoint
+    from fast_nst.stylize.temporal import FlickerMeter, make_smoother
+    from fast_nst.stylize.video import stylize_video
 
     w, h = (int(v) for v in args.size.split("x"))
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="fast_nst_bench_video_"))

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # Lazy so `import fast_nst` stays cheap for CLI start-up and config tests.
     if name == "Stylizer":
-        from fast_nst.stylizer import Stylizer
+        from fast_nst.stylize.stylizer import Stylizer
 
         return Stylizer
     raise AttributeError(name)

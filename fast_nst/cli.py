@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Callable
 
-from fast_nst.errors import FastNSTError
+from fast_nst.io.errors import FastNSTError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -22,7 +22,7 @@ def run_cli(fn: Callable[[], object]) -> object:
     """Returns `fn()`; a FastNSTError becomes `error: <message>` on stderr and its exit code.
     SIGTERM is handled as Ctrl-C (the temporary file of a write in progress is removed, instead
     of being left behind by the default kill), and either one is one line and exit 1 (training
-    handles both itself while it runs: fast_nst.guards.StopOnSignal)."""
+    handles both itself while it runs: fast_nst.training.guards.StopOnSignal)."""
     import signal
     import threading
 

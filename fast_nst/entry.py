@@ -1,6 +1,6 @@
 """Entry points of the installed package: `fast-nst-train`, `fast-nst-stylize`, `fast-nst-optimize`
 (console scripts) and `python -m fast_nst train|stylize|optimize ...`. They read the configs from
-the project root (`fast_nst.images.PROJECT_ROOT`: the checkout, or the copy inside an installed
+the project root (`fast_nst.io.images.PROJECT_ROOT`: the checkout, or the copy inside an installed
 wheel), so they work from any folder. The checkout's train.py / stylize.py / optimize.py run the
 same bodies (`run_*`) with their own relative config paths."""
 
@@ -11,21 +11,21 @@ import sys
 from omegaconf import DictConfig
 
 from fast_nst.cli import hydra_main
-from fast_nst.paths import PROJECT_ROOT
+from fast_nst.io.paths import PROJECT_ROOT
 
 CONF = PROJECT_ROOT / "conf"
 
 
 def run_train(cfg: DictConfig) -> None:
     from fast_nst.cli import run_cli
-    from fast_nst.train import train as train_fn
+    from fast_nst.training.run import train as train_fn
 
     run_cli(lambda: train_fn(cfg))
 
 
 def run_stylize(cfg: DictConfig) -> None:
     from fast_nst.cli import EXIT_FAILURE, run_cli
-    from fast_nst.stylize_cli import run
+    from fast_nst.stylize.command import run
 
     if run_cli(lambda: run(cfg)):
         sys.exit(EXIT_FAILURE)  # some inputs failed; each was named
@@ -33,7 +33,7 @@ def run_stylize(cfg: DictConfig) -> None:
 
 def run_optimize(cfg: DictConfig) -> None:
     from fast_nst.cli import run_cli
-    from fast_nst.optimize_cli import run
+    from fast_nst.optimize.command import run
 
     run_cli(lambda: run(cfg))
 

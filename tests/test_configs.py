@@ -6,7 +6,7 @@ from hydra.utils import instantiate
 from conftest import CONF, compose
 
 # conf/optimize/, conf/stylize/ and conf/app/ are the separate config roots of optimize.py +
-# scripts/quality.py (tests/test_gatys.py), of stylize.py and of app.py (below): not train.py groups
+# tools/quality.py (tests/test_gatys.py), of stylize.py and of app.py (below): not train.py groups
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("optimize", "stylize", "app"))
 
 
@@ -33,7 +33,7 @@ def test_groups_are_as_documented():
 
 
 def test_style_images_exist():
-    from fast_nst.images import resolve_path
+    from fast_nst.io.images import resolve_path
 
     for name in _options("style"):
         cfg = compose("train", [f"style={name}"])
@@ -63,7 +63,7 @@ def test_trainer_loggers_callbacks_and_data_instantiate(tmp_path):
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     assert trainer.max_steps == cfg.trainer.max_steps
-    from fast_nst.guards import NonFiniteLossGuard
+    from fast_nst.training.guards import NonFiniteLossGuard
 
     assert any(isinstance(c, NonFiniteLossGuard) for c in trainer.callbacks)  # on by default
 

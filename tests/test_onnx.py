@@ -1,13 +1,13 @@
-"""ONNX export with dynamic sizes, checked against PyTorch with ONNX Runtime (fast_nst.onnx_export)."""
+"""ONNX export with dynamic sizes, checked against PyTorch with ONNX Runtime (fast_nst.stylize.onnx)."""
 
 import pytest
 import torch
 
 from conftest import ROOT, run_script
-from fast_nst.export import load_network
+from fast_nst.io.export import load_network
 from fast_nst.models.transformer import TransformerNet
-from fast_nst.images import list_images, load_rgb, pil_to_tensor
-from fast_nst.onnx_export import OnnxStylizer, export_metadata_strings, export_onnx, quantize_int8, read_onnx_metadata
+from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
+from fast_nst.stylize.onnx import OnnxStylizer, export_metadata_strings, export_onnx, quantize_int8, read_onnx_metadata
 
 MODEL = ROOT / "checkpoints" / "starry_night.safetensors"
 
@@ -63,9 +63,9 @@ def test_int8_keeps_the_picture(shipped, tmp_path):
 
 def test_metadata_is_copied_from_the_export(shipped):
     _, meta, path = shipped
-    from fast_nst.export import FORMAT
-    from fast_nst.onnx_export import read_onnx_info
-    from fast_nst.stylizer import Stylizer
+    from fast_nst.io.export import FORMAT
+    from fast_nst.stylize.onnx import read_onnx_info
+    from fast_nst.stylize.stylizer import Stylizer
 
     m = read_onnx_metadata(path)
     assert m["styles"] == [p.to_dict() for p in meta.styles] and m["network"] == meta.network
@@ -91,11 +91,11 @@ def test_bad_files_and_inputs_are_explained(shipped, tmp_path):
 
 def test_export_onnx_script(tmp_path):
     out = tmp_path / "sn.onnx"
-    r = run_script("scripts/export_onnx.py", f"ckpt={MODEL}", f"output={out}", timeout=600)
+    r = run_script("tools/export_onnx.py", f"ckpt={MODEL}", f"output={out}", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "check at 157x211" in r.stdout and "(ok" in r.stdout and out.is_file()
     assert not list(tmp_path.glob(".*.tmp"))
-    r = run_script("scripts/export_onnx.py", "ckpt=no_such_style", timeout=120)
+    r = run_script("tools/export_onnx.py", "ckpt=no_such_style", timeout=120)
     assert r.returncode != 0 and "no_such_style" in r.stderr
 
 
@@ -105,8 +105,8 @@ def test_stylize_py_runs_an_onnx_checkpoint(shipped, tmp_path):
     from PIL import Image
 
     from conftest import compose
-    from fast_nst.images import tensor_to_pil
-    from fast_nst.stylize_cli import run
+    from fast_nst.io.images import tensor_to_pil
+    from fast_nst.stylize.command import run
 
     _, _, path = shipped
     src = tmp_path / "odd.png"
@@ -127,11 +127,11 @@ def test_onnx_picture_script(shipped, tmp_path):
     from PIL import Image
 
     from conftest import run_script
-    from fast_nst.grids import GAP
+    from grids import GAP
 
     _, _, path = shipped
     out = tmp_path / "onnx.jpg"
-    r = run_script("scripts/onnx_picture.py", "--ckpt", str(MODEL), "--onnx", str(path), "--size", "64",
+    r = run_script("tools/onnx_picture.py", "--ckpt", str(MODEL), "--onnx", str(path), "--size", "64",
                    "--width", "60", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     assert Image.open(out).width == 2 * 60 + GAP

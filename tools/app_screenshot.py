@@ -1,11 +1,11 @@
 """The README's picture of the web page: start `python app.py`, upload a photo in headless
 Chromium, stylize it and save a screenshot of the page with the result (docs/app.png).
 
-    python scripts/app_screenshot.py
-    python scripts/app_screenshot.py --photo assets/photos/rocket.jpg --model udnie --size 512
+    python tools/app_screenshot.py
+    python tools/app_screenshot.py --photo assets/photos/rocket.jpg --model udnie --size 512
 
 Prints how long the page took from pressing Stylize to showing the picture. Needs Playwright and a
-system Chromium (see fast_nst/app_driver.py).
+system Chromium (see tools/app_driver.py).
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from pathlib import Path
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from fast_nst.app_driver import find_chromium, running_app, stylize_in_browser  # noqa: E402
-from fast_nst.images import atomic_write, load_rgb  # noqa: E402
+from app_driver import find_chromium, running_app, stylize_in_browser
+from fast_nst.io.images import atomic_write, load_rgb
 
 
 def main() -> int:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Download and unpack MS-COCO images for `data=coco` (needs internet; ~13 GB for train2014).
 
-    python scripts/download_coco.py --dest data/coco                 # train2014 (the paper's set)
-    python scripts/download_coco.py --dest data/coco --split train2017
+    python tools/download_coco.py --dest data/coco                 # train2014 (the paper's set)
+    python tools/download_coco.py --dest data/coco --split train2017
 
 Resumable: an interrupted download continues from its `.part` file (HTTP Range). Checked: every
 member's CRC32 is verified (`zipfile.testzip`) before unpacking, the archive's sha256 is printed and
@@ -21,8 +21,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fast_nst.images import atomic_write  # noqa: E402
+from fast_nst.io.images import atomic_write
 
 BASE = "http://images.cocodataset.org/zips/"
 SPLITS = {"train2014": 82783, "val2014": 40504, "train2017": 118287, "val2017": 5000}

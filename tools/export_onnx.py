@@ -2,10 +2,10 @@
 """Export a fast_nst `.safetensors` network to ONNX (any height and width, metadata kept) and check
 it against PyTorch with ONNX Runtime.
 
-    python scripts/export_onnx.py ckpt=starry_night                      # -> checkpoints/starry_night.onnx
-    python scripts/export_onnx.py ckpt=checkpoints/udnie.safetensors output=udnie.onnx check=false
+    python tools/export_onnx.py ckpt=starry_night                      # -> checkpoints/starry_night.onnx
+    python tools/export_onnx.py ckpt=checkpoints/udnie.safetensors output=udnie.onnx check=false
 
-    python scripts/export_onnx.py ckpt=starry_night int8=true            # + checkpoints/starry_night_int8.onnx
+    python tools/export_onnx.py ckpt=starry_night int8=true            # + checkpoints/starry_night_int8.onnx
 
 Options (key=value): ckpt (a file or a name in checkpoints/), output (default: the ckpt's path with
 .onnx), check (default true: run both on an odd-sized random image and report the largest
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 DEFAULTS = {"ckpt": None, "output": None, "check": True, "tolerance": 1e-4, "int8": False,
             "calibration": str(ROOT / "assets" / "photos"), "calibration_photos": 8, "min_psnr": 35.0}
@@ -49,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from fast_nst.errors import ConfigError
-    from fast_nst.export import load_network
-    from fast_nst.onnx_export import OnnxStylizer, export_metadata_strings, export_onnx
-    from fast_nst.stylizer import find_checkpoint
-    from fast_nst.validate import refuse_overwriting_inputs
+    from fast_nst.io.errors import ConfigError
+    from fast_nst.io.export import load_network
+    from fast_nst.stylize.onnx import OnnxStylizer, export_metadata_strings, export_onnx
+    from fast_nst.stylize.stylizer import find_checkpoint
+    from fast_nst.io.validate import refuse_overwriting_inputs
 
     try:
         src = find_checkpoint(cfg.ckpt)
@@ -81,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check at 157x211: max |ONNX Runtime - PyTorch| = {diff:.2e} ({'ok' if ok else 'TOO LARGE'}, "
               f"tolerance {cfg.tolerance:g})")
     if cfg.int8:
-        from fast_nst.images import list_images, load_rgb, pil_to_tensor
-        from fast_nst.onnx_export import quantize_int8
+        from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
+        from fast_nst.stylize.onnx import quantize_int8
 
         photos = list_images(cfg.calibration)[: cfg.calibration_photos]
         if not photos:

@@ -3,9 +3,9 @@
 photo (the photo on the left), every cell one forward pass of that painting's network (a
 multi-style model gives one column per painting).
 
-    python scripts/gallery.py                                   # the six zoo models, three photos
-    python scripts/gallery.py --models starry_night the_scream --photos assets/photos/coffee.jpg
-    python scripts/gallery.py --size 512 --cell 320 --out docs/gallery.jpg
+    python tools/gallery.py                                   # the six zoo models, three photos
+    python tools/gallery.py --models starry_night the_scream --photos assets/photos/coffee.jpg
+    python tools/gallery.py --size 512 --cell 320 --out docs/gallery.jpg
 
 Use free-licence photos for anything you publish (assets/photos, see assets/CREDITS.md).
 """
@@ -13,12 +13,10 @@ Use free-licence photos for anything you publish (assets/photos, see assets/CRED
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 GAP = 4  # white pixels between cells
 ZOO = ["starry_night", "the_scream", "great_wave", "composition_vii", "udnie", "shipwreck_of_the_minotaur"]
@@ -28,11 +26,11 @@ PHOTOS = ["assets/photos/chelsea_cat.jpg", "assets/photos/astronaut.jpg", "asset
 def painting_of(stylizer, style: str) -> Image.Image:
     """A painting of a model, from its export record: the file on this machine (found by name and
     sha256), else the export's embedded thumbnail."""
-    from fast_nst.paintings import locate_painting, thumbnail_image
+    from fast_nst.io.paintings import locate_painting, thumbnail_image
 
     record = stylizer.info.styles[stylizer.styles.index(style)]
     try:
-        from fast_nst.images import load_rgb
+        from fast_nst.io.images import load_rgb
 
         return load_rgb(locate_painting(record))
     except (FileNotFoundError, ValueError):
@@ -45,8 +43,8 @@ def painting_of(stylizer, style: str) -> Image.Image:
 def build(models: list[str], photos: list[str], size: int, cell: int, device: str = "auto"):
     """One column per painting: a per-style model gives one, a multi-style model one per painting."""
     from fast_nst import Stylizer
-    from fast_nst.grids import fit_box, hstack, label, vstack
-    from fast_nst.images import load_rgb
+    from grids import fit_box, hstack, label, vstack
+    from fast_nst.io.images import load_rgb
 
     stylizers = [Stylizer.load(m, device=device) for m in models]
     columns = [(s, name) for s in stylizers for name in s.styles]
@@ -71,7 +69,7 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default="docs/gallery.jpg")
     a = ap.parse_args(argv)
-    from fast_nst.grids import write_picture
+    from grids import write_picture
 
     write_picture(lambda: build(a.models, a.photos, a.size, a.cell, a.device), a.out, quality=90)
 

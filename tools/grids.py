@@ -79,7 +79,7 @@ def write_picture(build: Callable[[], Image.Image], out: str | Path, quality: in
     """What every README-picture script ends with: build the picture, write it atomically as
     JPEG/PNG, print where it went; a missing or unreadable input (ImageError is a ValueError, PyAV
     raises OSErrors) is one line on stderr and exit code 2, the scripts' convention."""
-    from fast_nst.images import save_image_atomic
+    from fast_nst.io.images import save_image_atomic
 
     try:
         picture = build()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Picture grid for the README: one row per photo, columns content | painting | stylized.
 
-    python scripts/make_grid.py --ckpt checkpoints/starry_night.safetensors \
+    python tools/make_grid.py --ckpt checkpoints/starry_night.safetensors \
         --photos assets/photos/chelsea_cat.jpg assets/photos/dandelions.jpg --out docs/grid.jpg
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 from PIL import Image
 
 from fast_nst import Stylizer
-from fast_nst.images import load_rgb, save_image_atomic
-from fast_nst.paintings import locate_painting
+from fast_nst.io.images import load_rgb, save_image_atomic
+from fast_nst.io.paintings import locate_painting
 
 
 def fit(im: Image.Image, h: int) -> Image.Image:

@@ -6,23 +6,21 @@ mixes two paintings from 0 to 1 (convex combinations of their instance-norm scal
     row 2:  photo     stylized 1   stylized 2   ...   stylized N
     row 3:  painting A   mix 0   mix 1/(K-1)   ...   mix 1   painting B
 
-    python scripts/multi_style_grid.py --ckpt checkpoints/multi_style.safetensors \
+    python tools/multi_style_grid.py --ckpt checkpoints/multi_style.safetensors \
         --photo assets/photos/chelsea_cat.jpg --mix starry_night the_scream --out docs/multi_style.jpg
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fast_nst import Stylizer  # noqa: E402
-from fast_nst.images import load_rgb, save_image_atomic  # noqa: E402
-from fast_nst.paintings import locate_painting, thumbnail_image  # noqa: E402
+from fast_nst import Stylizer
+from fast_nst.io.images import load_rgb, save_image_atomic
+from fast_nst.io.paintings import locate_painting, thumbnail_image
 
 GAP, LABEL_H = 6, 16
 

@@ -1,27 +1,25 @@
 #!/usr/bin/env python
 """README picture for ONNX Runtime: one photo through the PyTorch export and its ONNX Runtime
-copies (from scripts/export_onnx.py, fp32 and int8), side by side, each captioned with its PSNR
+copies (from tools/export_onnx.py, fp32 and int8), side by side, each captioned with its PSNR
 against PyTorch.
 
-    python scripts/export_onnx.py ckpt=starry_night int8=true
-    python scripts/onnx_picture.py --ckpt starry_night --onnx checkpoints/starry_night.onnx checkpoints/starry_night_int8.onnx
+    python tools/export_onnx.py ckpt=starry_night int8=true
+    python tools/onnx_picture.py --ckpt starry_night --onnx checkpoints/starry_night.onnx checkpoints/starry_night_int8.onnx
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
 def build(ckpt: str, onnx: list[str], photo: str, size: int, width: int):
     import torch
 
     from fast_nst import Stylizer
-    from fast_nst.grids import caption, fit_box, hstack
-    from fast_nst.images import load_rgb, pil_to_tensor, tensor_to_pil
+    from grids import caption, fit_box, hstack
+    from fast_nst.io.images import load_rgb, pil_to_tensor, tensor_to_pil
 
     x = pil_to_tensor(load_rgb(photo, max_size=size)).unsqueeze(0)
     height = width * x.shape[-2] // x.shape[-1]
@@ -45,7 +43,7 @@ def main(argv=None) -> None:
     ap.add_argument("--width", type=int, default=320, help="panel width (default: %(default)s)")
     ap.add_argument("--out", default="docs/onnx.jpg")
     a = ap.parse_args(argv)
-    from fast_nst.grids import write_picture
+    from grids import write_picture
 
     write_picture(lambda: build(a.ckpt, a.onnx, a.photo, a.size, a.width), a.out, quality=90)
 

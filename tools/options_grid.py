@@ -2,17 +2,15 @@
 """README picture of the stylize options that finish a network's output: one row per model,
 columns photo | strength 0.25, 0.5, 0.75, 1 | preserve_color=true (strength 1).
 
-    python scripts/options_grid.py                       # starry_night and the_scream on the cat
-    python scripts/options_grid.py --models udnie --photo assets/photos/coffee.jpg --out docs/options.jpg
+    python tools/options_grid.py                       # starry_night and the_scream on the cat
+    python tools/options_grid.py --models udnie --photo assets/photos/coffee.jpg --out docs/options.jpg
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 GAP = 4
 STRENGTHS = (0.25, 0.5, 0.75, 1.0)
@@ -20,8 +18,8 @@ STRENGTHS = (0.25, 0.5, 0.75, 1.0)
 
 def build(models: list[str], photo_path: str, size: int, cell: int, device: str = "auto"):
     from fast_nst import Stylizer
-    from fast_nst.grids import fit_box, hstack, label, vstack
-    from fast_nst.images import load_rgb
+    from grids import fit_box, hstack, label, vstack
+    from fast_nst.io.images import load_rgb
 
     photo = load_rgb(photo_path, max_size=size)
     height = cell * photo.height // photo.width
@@ -46,7 +44,7 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default="docs/options.jpg")
     a = ap.parse_args(argv)
-    from fast_nst.grids import write_picture
+    from grids import write_picture
 
     write_picture(lambda: build(a.models, a.photo, a.size, a.cell, a.device), a.out, quality=88)
 

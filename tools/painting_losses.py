@@ -3,7 +3,7 @@
 against its own training objective (the loss, loss network and painting recorded in the export).
 Compares a multi-style network with per-style networks painting by painting:
 
-    python scripts/painting_losses.py --ckpt checkpoints/multi_style.safetensors checkpoints/udnie.safetensors \
+    python tools/painting_losses.py --ckpt checkpoints/multi_style.safetensors checkpoints/udnie.safetensors \
         --photos ../shared/data/photos/bsds500/test --num-photos 8 --size 128
 
 Prints one row per (painting, network), plus the unchanged photo as a reference (its content term
@@ -13,13 +13,13 @@ Networks that take any painting (AdaIN, style prediction) are scored on the same
 objectives with --arbitrary: each is given the painting file the --ckpt network trained on, at that
 objective's style_size:
 
-    python scripts/painting_losses.py --ckpt starry_night the_scream --arbitrary adain checkpoints/style_prediction.safetensors \
+    python tools/painting_losses.py --ckpt starry_night the_scream --arbitrary adain checkpoints/style_prediction.safetensors \
         --photos ../shared/data/photos/bsds500/test
 
 and on paintings no --ckpt network holds (--paintings FILES: the photo and the --arbitrary networks
 only, against the first --ckpt network's objective, weight multiplier 1):
 
-    python scripts/painting_losses.py --ckpt starry_night --arbitrary adain --paintings my_painting.jpg \
+    python tools/painting_losses.py --ckpt starry_night --arbitrary adain --paintings my_painting.jpg \
         --photos ../shared/data/photos/bsds500/test
 """
 
@@ -28,22 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fast_nst.data import resize_crop  # noqa: E402
-from fast_nst.paintings import Painting  # noqa: E402
-from fast_nst.export import training_ingredients  # noqa: E402
-from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor  # noqa: E402
-from fast_nst.kinds.base import painting_tensor  # noqa: E402
-from fast_nst.losses import PerceptualLoss  # noqa: E402
-from fast_nst.quality import load_lightning_checkpoint  # noqa: E402
-from fast_nst.stylizer import Stylizer, find_checkpoint, pick_device  # noqa: E402
+from fast_nst.training.data.photos import resize_crop
+from fast_nst.io.paintings import Painting
+from fast_nst.io.export import training_ingredients
+from fast_nst.io.images import atomic_write, list_images, load_rgb, pil_to_tensor
+from fast_nst.kinds.base import painting_tensor
+from fast_nst.models.losses import PerceptualLoss
+from fast_nst.optimize.quality import load_lightning_checkpoint
+from fast_nst.stylize.stylizer import Stylizer, find_checkpoint, pick_device
 
 TERMS = ("content", "style", "tv", "loss")
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Put a finished training run's export into checkpoints/ with its model card filled from the run's
 own files, so a zoo model says how it was made: recipe (the Hydra overrides), steps, training
-photos, wall time, machine and quality figures (a scripts/quality.py JSON).
+photos, wall time, machine and quality figures (a fast-nst quality JSON).
 
-    python scripts/record_zoo_model.py --export runs/udnie/export/udnie.safetensors \\
+    python tools/record_zoo_model.py --export runs/udnie/export/udnie.safetensors \\
         --run-dir runs/udnie/run --quality outputs/quality/udnie/quality.json \\
         --photos "BSDS500 train+val (300) and an ImageNet sample (420): 720 photos" \\
         --wall-minutes 51 --machine "2-core AMD EPYC VM, 3 runs sharing it" --name udnie
@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
 def quality_summary(path: Path) -> dict:
@@ -42,7 +40,7 @@ def main(argv=None) -> None:
     ap.add_argument("--name", required=True, help="written as checkpoints/<name>.safetensors")
     ap.add_argument("--run-dir", required=True, help="the run's Hydra output folder (holds .hydra/overrides.yaml)")
     ap.add_argument("--quality", nargs="*", default=[],
-                    help="scripts/quality.py quality.json file(s) for this export (e.g. a noise run and a content run)")
+                    help="fast-nst quality quality.json file(s) for this export (e.g. a noise run and a content run)")
     ap.add_argument("--photos", required=True, help="the training photos, in words (sets and counts)")
     ap.add_argument("--wall-minutes", type=float, required=True, help="training wall time")
     ap.add_argument("--machine", required=True, help="where it trained, in words")
@@ -51,7 +49,7 @@ def main(argv=None) -> None:
 
     from omegaconf import OmegaConf
 
-    from fast_nst.export import read_export, update_model_card
+    from fast_nst.io.export import read_export, update_model_card
 
     overrides = list(OmegaConf.load(Path(a.run_dir) / ".hydra" / "overrides.yaml"))
     # machine-local paths say nothing to a reader of the card

@@ -3,27 +3,25 @@
 instance-norm statistics (left: the tile grid shows) and with the whole image's (right: what
 `tile=` does), each captioned with its PSNR against the untiled output.
 
-    python scripts/tiling_picture.py --ckpt starry_night --out docs/tiling.jpg
+    python tools/tiling_picture.py --ckpt starry_night --out docs/tiling.jpg
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
 def build(ckpt: str, photo: str, size: int, tile: int, overlap: int, width: int):
     import torch
     from PIL import Image
 
-    from fast_nst.export import load_network
-    from fast_nst.grids import caption, hstack
-    from fast_nst.images import load_rgb, pil_to_tensor, tensor_to_pil
-    from fast_nst.stylizer import find_checkpoint
-    from fast_nst.tiling import stylize_tiled
+    from fast_nst.io.export import load_network
+    from grids import caption, hstack
+    from fast_nst.io.images import load_rgb, pil_to_tensor, tensor_to_pil
+    from fast_nst.stylize.stylizer import find_checkpoint
+    from fast_nst.stylize.tiling import stylize_tiled
 
     net = load_network(find_checkpoint(ckpt))[0]
     x = pil_to_tensor(load_rgb(photo, max_size=size)).unsqueeze(0)
@@ -50,7 +48,7 @@ def main(argv=None) -> None:
     ap.add_argument("--width", type=int, default=400, help="width of each panel (default: %(default)s)")
     ap.add_argument("--out", default="docs/tiling.jpg")
     a = ap.parse_args(argv)
-    from fast_nst.grids import write_picture
+    from grids import write_picture
 
     write_picture(lambda: build(a.ckpt, a.photo, a.size, a.tile, a.tile_overlap, a.width), a.out, quality=90)
 

@@ -13,7 +13,7 @@ Train the runs with periodic checkpoints kept, e.g.
 
 then
 
-    python scripts/tuning_grid.py --run "style 5=runs/sw5" --run "style 1.5=runs/sw1.5" \\
+    python tools/tuning_grid.py --run "style 5=runs/sw5" --run "style 1.5=runs/sw1.5" \\
         --steps 300 600 1200 --photo assets/photos/chelsea_cat.jpg --out docs/tuning_grid.jpg
 
 A run directory must hold `step<NNNNNNN>.ckpt` files (the training checkpoints' naming); a
@@ -23,12 +23,10 @@ column shows the checkpoint nearest its step (within --tolerance), labelled when
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
 LABEL_WIDTH = 150  # pixels for the row labels on the left
@@ -62,9 +60,9 @@ def build(runs: list[tuple[str, Path]], steps: list[int], photo_path: str, size:
           device: str = "cpu", tolerance: float = 0.2) -> Image.Image:
     import torch
 
-    from fast_nst.grids import fit_box, hstack, label, vstack
-    from fast_nst.images import load_rgb, pil_to_tensor, tensor_to_pil
-    from fast_nst.quality import load_for_quality
+    from grids import fit_box, hstack, label, vstack
+    from fast_nst.io.images import load_rgb, pil_to_tensor, tensor_to_pil
+    from fast_nst.optimize.quality import load_for_quality
 
     dev = torch.device(device)
     photo = load_rgb(photo_path, max_size=size)
@@ -102,7 +100,7 @@ def main(argv=None) -> None:
                     help="a column shows a checkpoint this far from its step at most (fraction)")
     ap.add_argument("--out", default="docs/tuning_grid.jpg", help="output image (written atomically)")
     args = ap.parse_args(argv)
-    from fast_nst.images import save_image_atomic
+    from fast_nst.io.images import save_image_atomic
 
     grid = build([parse_run(r) for r in args.run], args.steps, args.photo, args.size, args.cell,
                  tolerance=args.tolerance)

@@ -3,16 +3,14 @@
 frames of the stylized video (bottom row).
 
     python stylize.py ckpt=starry_night input=clip.mp4 output=clip_starry.mp4
-    python scripts/video_strip.py clip.mp4 clip_starry.mp4 --out docs/video.jpg
+    python tools/video_strip.py clip.mp4 clip_starry.mp4 --out docs/video.jpg
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 GAP = 4
 
@@ -30,7 +28,7 @@ def frames_at(path: str, count: int) -> list:
 
 
 def build(source: str, stylized: str, count: int, cell: int):
-    from fast_nst.grids import fit_box, hstack, vstack
+    from grids import fit_box, hstack, vstack
 
     top, bottom = frames_at(source, count), frames_at(stylized, count)
     height = cell * top[0].height // top[0].width
@@ -45,7 +43,7 @@ def main(argv=None) -> None:
     ap.add_argument("--cell", type=int, default=320, help="frame width in the picture (default: %(default)s)")
     ap.add_argument("--out", default="docs/video.jpg")
     a = ap.parse_args(argv)
-    from fast_nst.grids import write_picture
+    from grids import write_picture
 
     write_picture(lambda: build(a.source, a.stylized, a.frames, a.cell), a.out, quality=88)
 

@@ -31,15 +31,15 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from fast_nst.errors import ConfigError, FastNSTError, MissingPathError
-from fast_nst.images import (ImageError, PixelLimit, is_animation, limit_size, open_image, read_header,
+from fast_nst.io.errors import ConfigError, FastNSTError, MissingPathError
+from fast_nst.io.images import (ImageError, PixelLimit, is_animation, limit_size, open_image, read_header,
                              save_image_atomic)
-from fast_nst.paintings import BUNDLED_PAINTINGS, Painting, locate_painting
-from fast_nst.stylizer import Stylizer
+from fast_nst.io.paintings import BUNDLED_PAINTINGS, Painting, locate_painting
+from fast_nst.io.paths import PROJECT_ROOT
+from fast_nst.stylize.stylizer import Stylizer
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MODEL_SUFFIXES = (".safetensors", ".onnx")
 # Errors a user can act on: shown on the page as they are. Anything else is a bug: the page says
 # so and the server log has the traceback.
@@ -89,7 +89,7 @@ def _kind_is_arbitrary(kind: str) -> bool:
 def read_model_entry(path: Path) -> ModelEntry:
     """The entry of one model file; raises ValueError (or a FastNSTError) when it is not one."""
     if path.suffix.lower() == ".onnx":
-        from fast_nst.onnx_export import read_onnx_info
+        from fast_nst.stylize.onnx import read_onnx_info
 
         info = read_onnx_info(path)
         styles = tuple(info.style_names) if info is not None else (path.stem,)
@@ -97,7 +97,7 @@ def read_model_entry(path: Path) -> ModelEntry:
         return ModelEntry(path, info.kind if info is not None else "johnson", styles, False, "ONNX Runtime",
                           dict(info.thumbnails) if info is not None else {},
                           tuple(info.styles) if info is not None else ())
-    from fast_nst.export import read_export
+    from fast_nst.io.export import read_export
 
     info = read_export(path)
     arbitrary = _kind_is_arbitrary(info.kind)
@@ -127,7 +127,7 @@ def find_models(models_dir: str | os.PathLike, pretrained: list[str] | tuple[str
         d = PROJECT_ROOT / d  # `python app.py` from another folder still finds the project's checkpoints/
     if not d.is_dir():
         raise MissingPathError(f"models_dir={models_dir}: no such folder. Point it at a folder of exported "
-                               "models (.safetensors from train.py, .onnx from scripts/export_onnx.py)")
+                               "models (.safetensors from train.py, .onnx from tools/export_onnx.py)")
     models, problems = [pretrained_entry(k) for k in pretrained], []
     for p in sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in MODEL_SUFFIXES):
         try:
@@ -224,7 +224,7 @@ class Studio:
         caption = caption or choice.replace("_", " ")
         b64 = entry.thumbnails.get(choice)
         if b64:
-            from fast_nst.paintings import thumbnail_image
+            from fast_nst.io.paintings import thumbnail_image
 
             return thumbnail_image(b64), caption
         try:
@@ -308,7 +308,7 @@ class Studio:
 
     # ------------------------------------------------------------------ videos
     def check_video(self, src: Path):
-        from fast_nst.video import probe_video
+        from fast_nst.stylize.video import probe_video
 
         info = probe_video(src)  # VideoError: damaged or not a video, says what to do
         cli = "`python stylize.py ckpt=MODEL input=CLIP output=OUT.mp4` (any length and size)"
@@ -323,7 +323,7 @@ class Studio:
     def stylize_video(self, video: str | os.PathLike | None, model: str | None, painting: str | None = None,
                       painting_upload: str | None = None, strength: float = 1.0, preserve_color: bool = False,
                       progress: Callable[[int, int | None], None] | None = None) -> Result:
-        from fast_nst.video import stylize_video
+        from fast_nst.stylize.video import stylize_video
 
         if not video:
             raise AppError("upload a video first (.mp4, .mov, .webm, ...)")

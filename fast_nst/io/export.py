@@ -32,9 +32,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from fast_nst.errors import ConfigError, FastNSTError, one_line
-from fast_nst.images import atomic_write
-from fast_nst.paintings import Painting, locate_painting, thumbnail_b64
+from fast_nst.io.errors import ConfigError, FastNSTError, one_line
+from fast_nst.io.images import atomic_write
+from fast_nst.io.paintings import Painting, locate_painting, thumbnail_b64
 
 FORMAT = "fast_nst.export.v2"
 FORMAT_V1 = "fast_nst.transformer.v1"
@@ -135,7 +135,7 @@ def read_export(path: str | os.PathLike) -> ExportInfo:
 
 def info_from_metadata(raw: dict[str, str], path: Path | None = None) -> ExportInfo:
     """An ExportInfo from an export's string metadata (`format` + `fast_nst.*`, v1 or v2), as a
-    .safetensors header or an ONNX graph's metadata_props (fast_nst.onnx_export) hold it."""
+    .safetensors header or an ONNX graph's metadata_props (fast_nst.stylize.onnx) hold it."""
     fmt = raw.get("format")
     try:
         if fmt == FORMAT:
@@ -172,7 +172,7 @@ def _with_bundled_credit(p: Painting) -> Painting:
     """v1 recorded no title/credit: take them from the bundled painting of the same name and file."""
     from dataclasses import replace
 
-    from fast_nst.paintings import STYLE_CONF, resolve_painting
+    from fast_nst.io.paintings import STYLE_CONF, resolve_painting
 
     if not (STYLE_CONF / f"{p.name}.yaml").is_file():
         return p

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fast_nst.paths import PROJECT_ROOT
+from fast_nst.io.paths import PROJECT_ROOT
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
 # The decoders PIL may use. Anything else is refused, whatever its name: some PIL plugins hand the
@@ -287,7 +287,7 @@ def _umask_file_mode() -> int:
 
 FILE_MODE = _umask_file_mode()
 
-# Every file this process decoded as an input (images here, videos in fast_nst.video), by
+# Every file this process decoded as an input (images here, videos in fast_nst.stylize.video), by
 # hash((device, inode, size, mtime)): `publish` refuses to replace one, whatever path, link or
 # spelling names it, so no tool overwrites a user's original. Size and mtime keep a reused inode
 # of a deleted file from looking like an input.
@@ -313,7 +313,7 @@ def refuse_input(path: str | os.PathLike) -> None:
     except OSError:
         return
     if _identity(st) in _INPUTS:
-        from fast_nst.errors import OutputIsInputError
+        from fast_nst.io.errors import OutputIsInputError
 
         raise OutputIsInputError(f"{path}: is an input of this run; refusing to write over it (the original is "
                                  "untouched). Choose an output name or folder that is not an input")
@@ -339,7 +339,7 @@ def is_disk_full(e: BaseException) -> bool:
 
 def disk_full_error(path: str | os.PathLike):
     """The one-line error for a write to `path` that ran out of space."""
-    from fast_nst.errors import DiskFullError
+    from fast_nst.io.errors import DiskFullError
 
     folder = Path(path).parent
     try:

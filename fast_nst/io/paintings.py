@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fast_nst.images import IMAGE_EXTENSIONS, PROJECT_ROOT, ImageError, list_images, load_rgb, resolve_path
+from fast_nst.io.images import IMAGE_EXTENSIONS, PROJECT_ROOT, ImageError, list_images, load_rgb, resolve_path
 
 STYLE_CONF = PROJECT_ROOT / "conf" / "style"
 BUNDLED_PAINTINGS = PROJECT_ROOT / "assets" / "styles"

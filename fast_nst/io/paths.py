@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+PACKAGE = Path(__file__).resolve().parents[1]  # fast_nst/
+
 
 def _project_root() -> Path:
     """The folder holding conf/, assets/ and checkpoints/: the checkout when the package runs from
     one (or from an editable install), else the copy an installed wheel carries in
     fast_nst/_bundled/ (setup.py puts it there), so the configs, paintings and shipped models are
     found from any working directory."""
-    package = Path(__file__).resolve().parent
-    for root in (package.parent, package / "_bundled"):
+    for root in (PACKAGE.parent, PACKAGE / "_bundled"):
         if (root / "conf" / "train.yaml").is_file():
             return root
-    return package.parent
+    return PACKAGE.parent
 
 
 PROJECT_ROOT = _project_root()
+CONF = PROJECT_ROOT / "conf"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from fast_nst.errors import ConfigError
-from fast_nst.images import IMAGE_EXTENSIONS, PROJECT_ROOT, ImageError, read_header, resolve_path
+from fast_nst.io.errors import ConfigError
+from fast_nst.io.images import IMAGE_EXTENSIONS, PROJECT_ROOT, ImageError, read_header, resolve_path
 
 
 def _get(cfg: DictConfig, key: str):
@@ -80,9 +80,9 @@ def refuse_overwriting_inputs(outputs, inputs=(), folders=(), patterns=(), *, op
     value as the user wrote it, when the outputs are files planned inside it; `fix`: what to do
     (default: choose another output).
 
-    (fast_nst.images.publish, under every atomic write, also refuses to replace a file this
+    (fast_nst.io.images.publish, under every atomic write, also refuses to replace a file this
     process decoded as an input: the last line of defence for tools that do not call this.)"""
-    from fast_nst.errors import OutputIsInputError
+    from fast_nst.io.errors import OutputIsInputError
 
     same_file: dict[tuple[int, int], Path] = {}
     by_path: dict[Path, Path] = {}
@@ -185,7 +185,7 @@ def validate_stylize(cfg: DictConfig) -> None:
 
 def output_names_a_file(output) -> bool:
     """stylize.py's output= names one file (an image or a video, by its extension), else a folder."""
-    from fast_nst.video import VIDEO_EXTENSIONS
+    from fast_nst.stylize.video import VIDEO_EXTENSIONS
 
     return Path(str(output)).suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
 
@@ -200,7 +200,7 @@ def _output_folder(cfg: DictConfig, key: str, is_file: bool) -> list[str]:
 def validate_optimize(cfg: DictConfig) -> None:
     """optimize.py: the photo and paintings exist, sizes and counts are positive, one blend weight
     per painting, a writable output folder; before the VGG loads."""
-    from fast_nst.paintings import locate_painting, resolve_painting
+    from fast_nst.io.paintings import locate_painting, resolve_painting
 
     problems: list[str] = []
     content = _get(cfg, "content")
@@ -228,7 +228,7 @@ def validate_optimize(cfg: DictConfig) -> None:
 
 
 def validate_quality(cfg: DictConfig, inits: tuple[str, ...], known_inits: tuple[str, ...]) -> None:
-    """scripts/quality.py: the photo folder exists, `init` is known, sizes and counts are positive,
+    """tools/quality.py: the photo folder exists, `init` is known, sizes and counts are positive,
     a writable output folder; before the network or the VGG loads."""
     problems: list[str] = []
     unknown = [i for i in inits if i not in known_inits]

@@ -193,7 +193,7 @@ class PerceptualLoss(nn.Module):
     `forward(output, content)` returns a dict with `loss` and each weighted term.
 
     `vgg_pass` chooses how the loss network sees the two batches (all give the same loss up to
-    float rounding; `scripts/bench.py` measures them):
+    float rounding; `benchmarks/bench.py` measures them):
 
     * ``separate`` (default): one pass over the output to the deepest loss layer, plus a
       no-grad pass over the content that stops at the deepest *content* layer (relu2_2).

@@ -75,7 +75,7 @@ class VGGEncoder(nn.Module):
         self._names = names[: last + 1]
         self.weights_source = "random"
         if weights is not None:
-            from fast_nst.models.weights import load_vgg_state_dict
+            from fast_nst.weights.vgg import load_vgg_state_dict
 
             state, self.weights_source = load_vgg_state_dict(arch, weights)
             own = self.features.state_dict()

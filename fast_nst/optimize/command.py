@@ -10,13 +10,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fast_nst.color import luminance_image, recolour
-from fast_nst.gatys import GatysObjective, initial_image, optimize_pixels
-from fast_nst.errors import ConfigError, FastNSTError
-from fast_nst.images import ImageError, load_rgb, pil_to_tensor, resolve_path, save_image_atomic, tensor_to_pil
-from fast_nst.losses import PerceptualLoss
-from fast_nst.paintings import locate_painting, resolve_painting
-from fast_nst.stylizer import pick_device
+from fast_nst.stylize.color import luminance_image, recolour
+from fast_nst.optimize.gatys import GatysObjective, initial_image, optimize_pixels
+from fast_nst.io.errors import ConfigError, FastNSTError
+from fast_nst.io.images import ImageError, load_rgb, pil_to_tensor, resolve_path, save_image_atomic, tensor_to_pil
+from fast_nst.models.losses import PerceptualLoss
+from fast_nst.io.paintings import locate_painting, resolve_painting
+from fast_nst.stylize.stylizer import pick_device
 
 log = logging.getLogger("fast_nst")
 console = Console(stderr=True, soft_wrap=True)
@@ -42,8 +42,8 @@ def run(cfg: DictConfig) -> Path:
     """Raises ConfigError (exit 2) for bad options, found before any slow work, and FastNSTError
     (exit 1) for a photo or painting that cannot be read; anything else is a bug and keeps its
     traceback."""
-    from fast_nst.models.weights import VGGWeightsError
-    from fast_nst.validate import refuse_overwriting_inputs, validate_optimize
+    from fast_nst.weights.vgg import VGGWeightsError
+    from fast_nst.io.validate import refuse_overwriting_inputs, validate_optimize
 
     validate_optimize(cfg)
     device = pick_device(cfg.device)

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Colour preservation moved to fast_nst.color (shared with the Stylizer); still importable from here.
-from fast_nst.color import luminance_image, recolour, rgb_to_yiq, yiq_to_rgb  # noqa: F401
-from fast_nst.losses import PerceptualLoss
+# Colour preservation moved to fast_nst.stylize.color (shared with the Stylizer); still importable from here.
+from fast_nst.stylize.color import luminance_image, recolour, rgb_to_yiq, yiq_to_rgb  # noqa: F401
+from fast_nst.models.losses import PerceptualLoss
 
 
 class GatysObjective(nn.Module):

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from fast_nst.data import resize_crop
-from fast_nst.export import ExportInfo, load_export, load_network, training_ingredients
-from fast_nst.gatys import GatysObjective, first_reaching, initial_image, optimize_pixels
-from fast_nst.images import atomic_write, list_images, load_rgb, pil_to_tensor
-from fast_nst.losses import PerceptualLoss
+from fast_nst.training.data.photos import resize_crop
+from fast_nst.io.export import ExportInfo, load_export, load_network, training_ingredients
+from fast_nst.optimize.gatys import GatysObjective, first_reaching, initial_image, optimize_pixels
+from fast_nst.io.images import atomic_write, list_images, load_rgb, pil_to_tensor
+from fast_nst.models.losses import PerceptualLoss
 
 QUALITY_INITS = ("noise", "content")
 TERMS = ("content", "style", "tv", "loss")
@@ -128,7 +128,7 @@ def load_lightning_checkpoint(path: str | Path, device: torch.device) -> tuple[t
     exporting each one. The network is built as the run built it (its kind, paintings and, for
     add_style runs, `init_from`)."""
     from fast_nst.kinds import split_model_config
-    from fast_nst.paintings import Painting
+    from fast_nst.io.paintings import Painting
 
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     hp = ckpt.get("hyper_parameters") or {}

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Equivalent L-BFGS iterations of one forward pass (Johnson et al. 2016, sec. 4.1 and Fig. 5):
-python scripts/quality.py ckpt=starry_night photos=DIR  (options: conf/optimize/quality.yaml)."""
+python tools/quality.py ckpt=starry_night photos=DIR  (options: conf/optimize/quality.yaml)."""
 
 import sys
 from pathlib import Path
@@ -26,11 +26,11 @@ def main(cfg: DictConfig) -> None:
 def run(cfg: DictConfig) -> None:
     from rich.console import Console
 
-    from fast_nst.errors import ConfigError, MissingPathError
-    from fast_nst.images import resolve_path
-    from fast_nst.quality import QUALITY_INITS, pick_photos, write_json
-    from fast_nst.stylizer import find_checkpoint, pick_device
-    from fast_nst.validate import validate_quality
+    from fast_nst.io.errors import ConfigError, MissingPathError
+    from fast_nst.io.images import resolve_path
+    from fast_nst.optimize.quality import QUALITY_INITS, pick_photos, write_json
+    from fast_nst.stylize.stylizer import find_checkpoint, pick_device
+    from fast_nst.io.validate import validate_quality
 
     console = Console(stderr=True, soft_wrap=True)
     inits = tuple(str(i) for i in cfg.init) if isinstance(cfg.init, ListConfig) else (str(cfg.init),)
@@ -81,8 +81,8 @@ def checkpoints_to_evaluate(ckpt: str, find_checkpoint) -> list[Path]:
 
 
 def evaluate_one(cfg: DictConfig, ckpt: Path, photos, inits, device, console, per_checkpoint: bool) -> dict:
-    from fast_nst.errors import ConfigError
-    from fast_nst.quality import TERMS, evaluate, plot, write_json
+    from fast_nst.io.errors import ConfigError
+    from fast_nst.optimize.quality import TERMS, evaluate, plot, write_json
 
     console.print(f"quality: {ckpt} on {len(photos)} photos from {cfg.photos} at {cfg.size} px, "
                   f"L-BFGS from {'+'.join(inits)}, budget {cfg.iterations}, device {device}")

@@ -9,12 +9,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fast_nst.images import (ImageError, IMAGE_EXTENSIONS, PixelLimit, _broken_link, is_animation, limit_size,
+from fast_nst.io.images import (ImageError, IMAGE_EXTENSIONS, PixelLimit, _broken_link, is_animation, limit_size,
                              list_images, open_image, read_animation, read_header, save_animation_atomic,
                              save_image_atomic)
-from fast_nst.errors import ConfigError, DiskFullError, MissingPathError
-from fast_nst.stylizer import Stylizer
-from fast_nst.validate import output_names_a_file, refuse_overwriting_inputs, validate_stylize
+from fast_nst.io.errors import ConfigError, DiskFullError, MissingPathError
+from fast_nst.stylize.stylizer import Stylizer
+from fast_nst.io.validate import output_names_a_file, refuse_overwriting_inputs, validate_stylize
 
 console = Console(stderr=True)
 
@@ -88,14 +88,14 @@ def style_runs(cfg, stylizer: Stylizer) -> list[tuple[str, dict]]:
 
 
 def is_video(spec: str) -> bool:
-    from fast_nst.video import VIDEO_EXTENSIONS
+    from fast_nst.stylize.video import VIDEO_EXTENSIONS
 
     return Path(spec).suffix.lower() in VIDEO_EXTENSIONS and not any(c in spec for c in "*?[")
 
 
 def video_output(src: Path, output: str | None, style: str) -> Path:
     """output= a video file, or a folder (src's name in it); null = stylized/<style>/<src name>."""
-    from fast_nst.video import VIDEO_EXTENSIONS
+    from fast_nst.stylize.video import VIDEO_EXTENSIONS
 
     if output and Path(output).suffix.lower() in VIDEO_EXTENSIONS:
         return Path(output)
@@ -105,12 +105,12 @@ def video_output(src: Path, output: str | None, style: str) -> Path:
 
 
 def run_video(cfg, stylizer: Stylizer, style: dict) -> int:
-    """One video in, one stylized video out (fast_nst.video on the Stylizer's tensor path).
+    """One video in, one stylized video out (fast_nst.stylize.video on the Stylizer's tensor path).
     Returns 1 when the video could not be read or written, with the reason printed."""
     from rich.progress import TaskProgressColumn
 
-    from fast_nst.temporal import make_smoother
-    from fast_nst.video import VideoError, stylize_video
+    from fast_nst.stylize.temporal import make_smoother
+    from fast_nst.stylize.video import VideoError, stylize_video
 
     src = Path(str(cfg.input)).expanduser()
     dst = video_output(src, cfg.output, stylizer.style_name)
@@ -262,7 +262,7 @@ def _stylize_animation(cfg, stylizer: Stylizer, src: Path, dst: Path, limit: Pix
     """Every frame of an animated GIF / PNG / WebP, stylized `batch_size` at a time, written as an
     animation with the same frame durations (an animated PNG, since outputs of those inputs are
     .png). Returns the number of frames."""
-    from fast_nst.images import ANIMATION_SUFFIXES
+    from fast_nst.io.images import ANIMATION_SUFFIXES
 
     if dst.suffix.lower() not in ANIMATION_SUFFIXES:
         raise ImageError(f"{src}: an animation, and {dst.suffix} holds one picture; give an output name ending in "

@@ -25,16 +25,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from fast_nst.images import atomic_write
+from fast_nst.io.images import atomic_write
 
 if TYPE_CHECKING:
-    from fast_nst.export import ExportInfo
+    from fast_nst.io.export import ExportInfo
 
 ONNX_FORMAT = "fast_nst.onnx.v1"
 INPUT, OUTPUT = "image", "stylized"
 OPSET = 20
 # Optimisation levels by name (ONNX Runtime's GraphOptimizationLevel); measured best on our CPU
-# in scripts/bench.py: see the README's Performance section.
+# in benchmarks/bench.py: see the README's Performance section.
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "layout", "all")
 
 
@@ -190,7 +190,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration: l
 
 def export_metadata_strings(info: "ExportInfo") -> dict[str, str]:
     """The string metadata of a `.safetensors` export (`format` and `fast_nst.*`, in the current
-    export format whatever the file's; see `fast_nst.export.ExportInfo.metadata`) to store in the
+    export format whatever the file's; see `fast_nst.io.export.ExportInfo.metadata`) to store in the
     ONNX file, so `read_onnx_info` gives the same ExportInfo back."""
     return info.metadata()
 
@@ -200,32 +200,32 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     (`network`, `styles`, `loss`, `loss_net`, `model_card`, `thumbnails`)."""
     import onnx
 
-    from fast_nst.errors import ConfigError, one_line
+    from fast_nst.io.errors import ConfigError, one_line
 
     path = Path(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:
         raise ConfigError(f"{path}: not a readable ONNX file ({one_line(e)}); re-export it with "
-                          "scripts/export_onnx.py") from e
+                          "tools/export_onnx.py") from e
     raw = {p.key: p.value for p in model.metadata_props}
     if raw.get("format") != ONNX_FORMAT:
         raise ConfigError(f"{path}: not a fast_nst ONNX export (format={raw.get('format')!r}, expected "
-                          f"{ONNX_FORMAT!r}); make one with: python scripts/export_onnx.py ckpt=<export>")
+                          f"{ONNX_FORMAT!r}); make one with: python tools/export_onnx.py ckpt=<export>")
     out: dict[str, Any] = dict(raw)
     for k in ("network", "styles", "loss", "loss_net", "model_card", "thumbnails"):
         try:
             out[k] = json.loads(raw.get(f"fast_nst.{k}", "{}" if k != "styles" else "[]"))
         except ValueError as e:
             raise ConfigError(f"{path}: broken fast_nst.{k} metadata ({one_line(e)}); re-export it with "
-                              "scripts/export_onnx.py") from e
+                              "tools/export_onnx.py") from e
     return out
 
 
 def read_onnx_info(path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> "ExportInfo | None":
     """The ExportInfo of the export an ONNX file was made from (its paintings, network, model
     card), or None for a graph exported without an export's metadata."""
-    from fast_nst.export import info_from_metadata
+    from fast_nst.io.export import info_from_metadata
 
     raw = metadata if metadata is not None else read_onnx_metadata(path)
     if "fast_nst.source_format" not in raw:
@@ -266,10 +266,10 @@ class OnnxStylizer:
             self.session = ort.InferenceSession(str(self.path), so,
                                                 providers=providers or ["CPUExecutionProvider"])
         except Exception as e:  # ONNX Runtime refuses a damaged or edited graph at load
-            from fast_nst.errors import ConfigError, one_line
+            from fast_nst.io.errors import ConfigError, one_line
 
             raise ConfigError(f"{self.path}: ONNX Runtime cannot load this graph ({one_line(e)}); re-export it "
-                              "with scripts/export_onnx.py, or use the .safetensors it came from") from e
+                              "with tools/export_onnx.py, or use the .safetensors it came from") from e
         self.input_name = self.session.get_inputs()[0].name
 
     @property

@@ -24,10 +24,10 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from PIL import Image
 
-from fast_nst.color import finish
-from fast_nst.export import ExportInfo, load_network
-from fast_nst.errors import MissingPathError
-from fast_nst.images import PROJECT_ROOT, ImageError, limit_size, open_image, pil_to_tensor, tensor_to_pil, to_rgb
+from fast_nst.stylize.color import finish
+from fast_nst.io.export import ExportInfo, load_network
+from fast_nst.io.errors import MissingPathError
+from fast_nst.io.images import PROJECT_ROOT, ImageError, limit_size, open_image, pil_to_tensor, tensor_to_pil, to_rgb
 from fast_nst.kinds.base import StyleNetwork, check_strength
 
 CHECKPOINT_DIR = PROJECT_ROOT / "checkpoints"  # the shipped models: the checkout's, or the installed copy
@@ -87,10 +87,10 @@ class Stylizer:
     palette images are stylized in colour; RGBA keeps its alpha channel; EXIF rotation is applied.
 
     Everything goes through `stylize_tensor` ((B, 3, H, W) in [0, 1] -> same shape), which images,
-    video (fast_nst.video) and tiles share: `preserve_color` / `strength` (fast_nst.color) finish
+    video (fast_nst.stylize.video) and tiles share: `preserve_color` / `strength` (fast_nst.stylize.color) finish
     the network's output, `tile` > 0 runs images larger than that in tiles with whole-image
-    instance-norm statistics (fast_nst.tiling). A `.onnx` checkpoint runs with ONNX Runtime on the
-    CPU (fast_nst.onnx_export.OnnxStylizer).
+    instance-norm statistics (fast_nst.stylize.tiling). A `.onnx` checkpoint runs with ONNX Runtime on the
+    CPU (fast_nst.stylize.onnx.OnnxStylizer).
     """
 
     def __init__(self, net: StyleNetwork | Callable[[torch.Tensor], torch.Tensor], info: ExportInfo | None = None,
@@ -116,7 +116,7 @@ class Stylizer:
         self._conditions: dict[Any, Any] = {}
         self.tile = int(tile) if tile else None
         if self.tile:
-            from fast_nst.tiling import STATS_MODES, tile_spans
+            from fast_nst.stylize.tiling import STATS_MODES, tile_spans
 
             if not isinstance(net, torch.nn.Module):
                 raise ValueError("tile= needs a PyTorch checkpoint (.safetensors): tiles take whole-image "
@@ -141,7 +141,7 @@ class Stylizer:
             net, info = pretrained
             return cls(net, info, device=device, **kwargs)
         if path.suffix.lower() == ".onnx":
-            from fast_nst.onnx_export import OnnxStylizer
+            from fast_nst.stylize.onnx import OnnxStylizer
 
             kwargs.pop("half", None)
             kwargs.pop("channels_last", None)
@@ -222,7 +222,7 @@ class Stylizer:
                           strength=strength).clamp_(0, 1).to(src)
         cond = self.condition(style, style_weights, style_image)
         if self.tile and max(x.shape[-2:]) > self.tile:
-            from fast_nst.tiling import stylize_tiled
+            from fast_nst.stylize.tiling import stylize_tiled
 
             if cond is not None:
                 raise ValueError("tile= works with per-style networks for now (their norm layers carry no "

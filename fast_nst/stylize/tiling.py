@@ -2,7 +2,7 @@
 statistics of the whole image.
 
 Per-tile instance norm gives every tile its own contrast and colour balance and the seams show, so
-every tile is normalised with statistics of the whole picture (fast_nst.norm_stats), from one of:
+every tile is normalised with statistics of the whole picture (fast_nst.stylize.norm_stats), from one of:
 
 * "thumbnail" (default): one pass over the image downscaled to `stats_size` on its long side (Chen
   et al., "Towards Ultra-Resolution Neural Style Transfer via Thumbnail Instance Normalization",
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fast_nst.norm_stats import MomentSums, NormStatistics, measure_layer, recording, replaying, norm_layer_count
+from fast_nst.stylize.norm_stats import MomentSums, NormStatistics, measure_layer, recording, replaying, norm_layer_count
 
 STATS_MODES = ("thumbnail", "sweep", "tile")
 Progress = Callable[[str, int, int], None]

@@ -8,7 +8,7 @@ resolution, frame timestamps (hence frame rate, variable ones included), rotatio
 display matrix) and colour tags, and its audio: packets are copied unchanged when the output
 container accepts the codec, and re-encoded to the container's default audio codec otherwise.
 
-Temporal smoothing (fast_nst.temporal) and the flicker metric are applied in frame order on the
+Temporal smoothing (fast_nst.stylize.temporal) and the flicker metric are applied in frame order on the
 network's output before it is quantised for the encoder.
 """
 
@@ -27,8 +27,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fast_nst.images import disk_full_error, is_disk_full, note_input, publish
-from fast_nst.temporal import Flicker, FlickerMeter, Smoother
+from fast_nst.io.images import disk_full_error, is_disk_full, note_input, publish
+from fast_nst.stylize.temporal import Flicker, FlickerMeter, Smoother
 
 Stylize = Callable[[torch.Tensor], torch.Tensor]
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
@@ -198,8 +198,8 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylize: Styli
     """Stylize every frame of `src` into `dst` (container from its extension).
 
     `stylize`: (B, 3, H, W) float in [0, 1] -> same shape in [0, 1] (e.g. `Stylizer.stylize_tensor`,
-    `OnnxStylizer`, or one wrapped by fast_nst.color for colour and strength). Frames go through it
-    `batch_size` at a time. `smoothing`: a fast_nst.temporal smoother (None: off). `codec`: video
+    `OnnxStylizer`, or one wrapped by fast_nst.stylize.color for colour and strength). Frames go through it
+    `batch_size` at a time. `smoothing`: a fast_nst.stylize.temporal smoother (None: off). `codec`: video
     encoder (default: libx264 for mp4/mov/mkv, libvpx-vp9 for webm), `crf`/`preset` its quality
     and speed. `progress(VideoProgress)` is called after every batch. The file is written under a
     temporary name in `dst`'s folder and renamed when complete.
@@ -211,7 +211,7 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylize: Styli
         raise ValueError(f"batch_size and queue_size must be >= 1, got {batch_size}, {queue_size}")
     if dst.suffix.lower() not in VIDEO_EXTENSIONS:
         raise VideoError(f"{dst}: unknown video extension {dst.suffix!r}; use one of {', '.join(VIDEO_EXTENSIONS)}")
-    from fast_nst.validate import refuse_overwriting_inputs
+    from fast_nst.io.validate import refuse_overwriting_inputs
 
     refuse_overwriting_inputs([dst], inputs=[src])
     info = probe_video(src)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from fast_nst.errors import TrainingStopped
-from fast_nst.export import export_network
+from fast_nst.io.errors import TrainingStopped
+from fast_nst.io.export import export_network
 
 log = logging.getLogger("fast_nst")
 

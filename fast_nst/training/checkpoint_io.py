@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from fast_nst.errors import ConfigError, one_line
-from fast_nst.images import atomic_write
+from fast_nst.io.errors import ConfigError, one_line
+from fast_nst.io.images import atomic_write
 
 _STARTED = time.time()  # temp files older than this process were left by a killed earlier one
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from fast_nst.errors import DivergedError, NonFiniteLossError, TrainingInterrupted
+from fast_nst.io.errors import DivergedError, NonFiniteLossError, TrainingInterrupted
 
 log = logging.getLogger("fast_nst")
 
@@ -252,7 +252,7 @@ class StopOnSignal(pl.Callback):
     that got the signal is enough). A second signal stops at once, without the checkpoint.
 
     A signal that is ignored when training starts (nohup, `trap '' TERM`) stays ignored. The data
-    loader's workers ignore both (fast_nst.data.loader_kwargs), so a Ctrl-C to the whole process
+    loader's workers ignore both (fast_nst.training.data.photos.loader_kwargs), so a Ctrl-C to the whole process
     group cannot kill one and end the run before the checkpoint is written."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -296,7 +296,7 @@ class StopOnSignal(pl.Callback):
         how = {"SIGINT": "Ctrl-C (SIGINT)", "SIGTERM": "SIGTERM"}.get(self.received or "", "a signal on another rank")
         kept = (f"{saved} holds step {trainer.global_step}; ckpt_path=last (same options) resumes it exactly"
                 if saved else "no checkpoint was written (no ModelCheckpoint callback, or no step completed)")
-        from fast_nst.callbacks import ExportCallback
+        from fast_nst.training.callbacks import ExportCallback
 
         export = next((cb for cb in trainer.callbacks if isinstance(cb, ExportCallback)), None)
         if export is not None and saved:

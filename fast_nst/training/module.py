@@ -16,9 +16,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fast_nst.errors import ConfigError
+from fast_nst.io.errors import ConfigError
 from fast_nst.kinds import split_model_config
-from fast_nst.paintings import Painting, training_paintings
+from fast_nst.io.paintings import Painting, training_paintings
 
 log = logging.getLogger("fast_nst")
 
@@ -90,7 +90,7 @@ def _changed_options(theirs: dict, ours: Any, prefix: str = "") -> str:
 @dataclass(frozen=True)
 class PerfOptions:
     """Speed options of the training step: the keys of conf/perf/*.yaml, where their defaults and
-    comments live (scripts/bench.py measures them; none changes the loss beyond float rounding)."""
+    comments live (benchmarks/bench.py measures them; none changes the loss beyond float rounding)."""
 
     vgg_pass: str
     channels_last: bool
@@ -128,7 +128,7 @@ class StyleTransferModule(pl.LightningModule):
         kind, net_cfg = split_model_config(model)
         base = None
         if init_from:
-            from fast_nst.export import load_export
+            from fast_nst.io.export import load_export
 
             base = load_export(init_from)
         self.net = kind.for_training(net_cfg, [Painting.from_dict(p) for p in paintings], base)
@@ -252,7 +252,7 @@ class StyleTransferModule(pl.LightningModule):
     def stylize_columns(self, batch: Any) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, dict]]]:
         """(photos, [(label, stylized photos, loss terms)]): a batch through the network once per
         validation grid column (per painting for multi-style kinds). Validation and the divergence
-        guard's check of the export (fast_nst.guards) both look at these."""
+        guard's check of the export (fast_nst.training.guards) both look at these."""
         batch, photos = prepare_batch(batch, self.memory_format)
         bs = photos.shape[0]
         columns = []
@@ -277,7 +277,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._val_grid is not None and not self.trainer.sanity_checking:
-            from fast_nst.logging_utils import log_image_grid
+            from fast_nst.training.loggers import log_image_grid
 
             log_image_grid(self.trainer, "val/samples", self._val_grid, self.global_step,
                            nrow=len(self._val_labels), caption=" | ".join(self._val_labels))

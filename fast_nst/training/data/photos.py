@@ -7,7 +7,7 @@ Lightning never wraps it).
 
 Photos are decoded either with PIL or with torchvision.io (libjpeg-turbo / libpng straight into a
 uint8 tensor, then an antialiased tensor resize): `decoder` in conf/data/*.yaml; measure with
-`python scripts/bench_data.py` or `loader_throughput()`.
+`python benchmarks/bench_data.py` or `loader_throughput()`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from fast_nst.errors import ConfigError, MissingPathError
-from fast_nst.images import (IMAGE_EXTENSIONS, WHITE, ImageError, ImageHeader, PixelLimit, list_images,
+from fast_nst.io.errors import ConfigError, MissingPathError
+from fast_nst.io.images import (IMAGE_EXTENSIONS, WHITE, ImageError, ImageHeader, PixelLimit, list_images,
                              load_rgb, pil_to_tensor, read_header, resolve_path)
 
 DECODERS = ("pil", "torchvision")
@@ -309,7 +309,7 @@ def worker_init(worker_id: int) -> None:
     """Every loader worker ignores SIGINT and SIGTERM: Ctrl-C reaches the whole process group and a
     scheduler may signal every process, and a worker killed by either ends the run ("DataLoader
     worker exited unexpectedly") before the main process has saved last.ckpt
-    (fast_nst.guards.StopOnSignal). Workers still exit with the main process. Lightning's seeding of
+    (fast_nst.training.guards.StopOnSignal). Workers still exit with the main process. Lightning's seeding of
     workers (seed_everything(workers=True), which it only adds when a loader has no init function
     of its own) is kept."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -369,7 +369,7 @@ class PhotoDataModule(pl.LightningDataModule):
     Unusable files (unreadable, truncated, not an image, over `max_image_pixels` (decompression
     bombs among them), a short side under `min_image_size`) are skipped and recorded in `skip_log`, whether the header check at start
     (`check_images`) or the loader found them; `skipped` lists them as "path: reason".
-    `fast_nst.data_report.SkippedImagesReport` reports them per epoch and to the logger.
+    `fast_nst.training.data.report.SkippedImagesReport` reports them per epoch and to the logger.
     """
 
     def __init__(
@@ -445,7 +445,7 @@ class PhotoDataModule(pl.LightningDataModule):
         if not root.exists():
             raise MissingPathError(
                 f"data.root={hp.root}: folder not found (looked in {root}). Point data.root at a "
-                "folder of photos, or use data=coco after scripts/download_coco.py")
+                "folder of photos, or use data=coco after tools/download_coco.py")
         self.skip_log = SkipLog()
         found = self._listed(root, "training")
         if not found:

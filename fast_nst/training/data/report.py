@@ -1,7 +1,7 @@
 """Reports the unusable training images that the data module skipped: a summary at the end of
 every epoch that found new ones, the count in the logger, and the full list in a file.
 
-The data module (`fast_nst.data.PhotoDataModule`) does the skipping and records each file once,
+The data module (`fast_nst.training.data.photos.PhotoDataModule`) does the skipping and records each file once,
 whichever process met it; this callback only gathers and reports, so a run without it trains
 the same. Configured in conf/callbacks/default.yaml (`data_report`).
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from fast_nst.data import NAMED_IN_LOG, describe_skips
-from fast_nst.images import atomic_write
+from fast_nst.training.data.photos import NAMED_IN_LOG, describe_skips
+from fast_nst.io.images import atomic_write
 
 log = logging.getLogger("fast_nst")
 
