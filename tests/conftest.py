@@ -191,6 +191,9 @@ def compose(config_name: str, overrides: list[str]):
 
 
 def run_script(script: str, *args: str, cwd: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a script of the checkout (`train.py`, `tools/gallery.py`) or, for a name without a
+    suffix, a fast-nst command (`quality`: python -m fast_nst quality)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", WANDB_MODE="offline")
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd or ROOT, env=env,
+    cmd = [str(ROOT / script)] if script.endswith(".py") else ["-m", "fast_nst", script]
+    return subprocess.run([sys.executable, *cmd, *args], cwd=cwd or ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -1,4 +1,4 @@
-"""optimize.py and tools/quality.py follow train.py's and stylize.py's convention (fast_nst/cli.py):
+"""optimize.py and fast-nst quality follow train.py's and stylize.py's convention (fast_nst/cli.py):
 bad options are found before any slow work and reported on one line without a traceback, exit 2;
 an input that cannot be read is one line, exit 1; HYDRA_FULL_ERROR=1 shows the traceback."""
 
@@ -75,11 +75,11 @@ def test_optimize_cli_exit_codes_and_one_line_errors(tmp_path, monkeypatch):
 
 
 def test_quality_cli_bad_options_are_one_line_exit_2(tmp_path):
-    r = run_script("tools/quality.py", "photos=/no/such/folder", "init=[noise,bogus]", f"output={tmp_path}")
+    r = run_script("quality", "photos=/no/such/folder", "init=[noise,bogus]", f"output={tmp_path}")
     assert r.returncode == 2, r.stderr[-3000:]
     assert "error: 2 config problems: init=['noise', 'bogus']" in r.stderr
     assert "photos=/no/such/folder: no such folder" in r.stderr
     assert "Traceback" not in r.stderr and "Error executing job" not in r.stderr
-    r = run_script("tools/quality.py", "ckpt=no_such_model", f"output={tmp_path}")
+    r = run_script("quality", "ckpt=no_such_model", f"output={tmp_path}")
     assert r.returncode == 2 and "ckpt=no_such_model" in r.stderr and "starry_night" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr

@@ -6,7 +6,7 @@ from hydra.utils import instantiate
 from conftest import CONF, compose
 
 # conf/optimize/, conf/stylize/ and conf/app/ are the separate config roots of optimize.py +
-# tools/quality.py (tests/test_gatys.py), of stylize.py and of app.py (below): not train.py groups
+# fast-nst quality (tests/test_gatys.py), of stylize.py and of app.py (below): not train.py groups
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("optimize", "stylize", "app"))
 
 

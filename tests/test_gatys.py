@@ -1,4 +1,4 @@
-"""Optimisation-based stylization (optimize.py) and the quality benchmark (tools/quality.py),
+"""Optimisation-based stylization (optimize.py) and the quality benchmark (fast-nst quality),
 against the real VGG weights."""
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def test_first_reaching():
 
 @pytest.mark.slow
 def test_quality_script_on_the_shipped_model(tmp_path, vgg16_weights):
-    r = run_script("tools/quality.py", "ckpt=starry_night", f"photos={ROOT / 'assets' / 'photos'}",
+    r = run_script("quality", "ckpt=starry_night", f"photos={ROOT / 'assets' / 'photos'}",
                    "num_photos=2", "size=64", "iterations=12", "report_at=[5,10]", "init=[noise,content]",
                    f"output={tmp_path}", f"vgg_weights={vgg16_weights}", f"cache_dir={tmp_path / 'cache'}")
     assert r.returncode == 0, r.stderr[-3000:]

@@ -68,7 +68,7 @@ def test_quality_over_a_folder_of_training_checkpoints(tmp_path, vgg16_weights):
         torch.save({"hyper_parameters": hp, "global_step": step,
                     "state_dict": {k: v * scale if v.is_floating_point() else v for k, v in state.items()}},
                    runs / f"step{step:07d}.ckpt")
-    r = run_script("tools/quality.py", f"ckpt={runs}", f"photos={ROOT / 'assets' / 'photos'}", "num_photos=2",
+    r = run_script("quality", f"ckpt={runs}", f"photos={ROOT / 'assets' / 'photos'}", "num_photos=2",
                    "size=32", "iterations=8", "report_at=[4]", f"output={tmp_path / 'out'}",
                    f"vgg_weights={vgg16_weights}", f"cache_dir={tmp_path / 'cache'}")
     assert r.returncode == 0, r.stderr[-3000:]

@@ -281,10 +281,14 @@ def summarize(results: list[PhotoResult], inits, report_at) -> dict:
     return out
 
 
-def plot(report: dict, path: Path) -> Path:
+def plot(report: dict, path: Path) -> Path | None:
     """One panel per start image: every photo's L-BFGS loss divided by its network's loss (the
-    dashed line at 1 is the network; where a curve crosses it is the equivalent iteration)."""
-    import matplotlib
+    dashed line at 1 is the network; where a curve crosses it is the equivalent iteration).
+    None without matplotlib (the `plots` extra): quality.json holds every number anyway."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,26 +1,14 @@
-#!/usr/bin/env python
-"""Equivalent L-BFGS iterations of one forward pass (Johnson et al. 2016, sec. 4.1 and Fig. 5):
-python tools/quality.py ckpt=starry_night photos=DIR  (options: conf/optimize/quality.yaml)."""
+"""The quality command: equivalent L-BFGS iterations of one forward pass (Johnson et al. 2016,
+sec. 4.1 and Fig. 5): `fast-nst quality ckpt=starry_night photos=DIR` (options:
+conf/optimize/quality.yaml)."""
 
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from fast_nst.cli import hydra_main  # noqa: E402 - after the path above
-
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.4g}"
-
-
-@hydra_main(version_base="1.3", config_path="../conf/optimize", config_name="quality")
-def main(cfg: DictConfig) -> None:
-    from fast_nst.cli import run_cli
-
-    run_cli(lambda: run(cfg))  # exit 2 for bad options, one line, like train.py / stylize.py
 
 
 def run(cfg: DictConfig) -> None:
@@ -102,7 +90,7 @@ def evaluate_one(cfg: DictConfig, ckpt: Path, photos, inits, device, console, pe
     if per_checkpoint:
         out_dir = out_dir / ckpt.stem     # one report per periodic checkpoint
     write_json(report, out_dir / "quality.json")
-    plot(report, out_dir / "quality.png")
+    plotted = plot(report, out_dir / "quality.png")
     s = report["summary"]
     ff = s["feedforward_terms"]
     print(f"network: {s['feedforward_seconds_per_image'] * 1000:.1f} ms/image; mean terms "
@@ -116,9 +104,7 @@ def evaluate_one(cfg: DictConfig, ckpt: Path, photos, inits, device, console, pe
         for j, terms in si["lbfgs_terms_at"].items():
             if terms:
                 print(f"  L-BFGS from {init} at {j:>3s}: " + "  ".join(f"{t} {_fmt(terms[t])}" for t in TERMS))
-    console.print(f"wrote {out_dir / 'quality.json'} and {out_dir / 'quality.png'}")
+    console.print(f"wrote {out_dir / 'quality.json'}" + (f" and {plotted}" if plotted else
+                  " (no quality.png: the plot needs matplotlib, pip install 'fast_nst[plots]')"))
     return report
 
-
-if __name__ == "__main__":
-    main()
