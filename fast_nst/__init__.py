@@ -1,6 +1,6 @@
 """fast_nst: fast neural style transfer (Johnson et al. 2016) with Lightning, Hydra and W&B."""
 
-__version__ = "0.1.0"
+from fast_nst.io.version import __version__
 
 
 def __getattr__(name):

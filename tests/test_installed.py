@@ -91,11 +91,11 @@ def test_the_bundled_configs_resolve_the_bundled_paintings_and_photos(installed,
     code = ("from hydra import compose, initialize_config_dir\n"
             "from fast_nst.entry import CONF\n"
             "from fast_nst.io.images import resolve_path\n"
-            "from fast_nst.io.validate import bundled_styles, validate_train\n"
+            "from fast_nst.io.paintings import bundled_names\nfrom fast_nst.io.validate import validate_train\n"
             "with initialize_config_dir(config_dir=str(CONF), version_base='1.3'):\n"
             "    cfg = compose('train', ['style=udnie'])\n"
             "validate_train(cfg)\n"
-            "print(resolve_path(cfg.style.image), resolve_path(cfg.data.root), len(bundled_styles()))\n")
+            "print(resolve_path(cfg.style.image), resolve_path(cfg.data.root), len(bundled_names()))\n")
     r = _run([installed / "python", "-c", code], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     painting, photos, styles = r.stdout.split()

@@ -34,7 +34,7 @@ from PIL import Image
 from fast_nst.io.errors import ConfigError, FastNSTError, MissingPathError
 from fast_nst.io.images import (ImageError, PixelLimit, is_animation, limit_size, open_image, read_header,
                              save_image_atomic)
-from fast_nst.io.paintings import BUNDLED_PAINTINGS, Painting, locate_painting
+from fast_nst.io.paintings import Painting, bundled_paintings, locate_painting
 from fast_nst.io.paths import PROJECT_ROOT
 from fast_nst.stylize.stylizer import Stylizer
 
@@ -140,11 +140,6 @@ def find_models(models_dir: str | os.PathLike, pretrained: list[str] | tuple[str
                           + (f"; {'; '.join(problems)}" if problems else "")
                           + ". Train one with: python train.py style=starry_night")
     return models, problems
-
-
-def bundled_paintings() -> dict[str, Path]:
-    """name -> file of the paintings shipped in assets/styles (choices for arbitrary-style kinds)."""
-    return {p.stem: p for p in sorted(BUNDLED_PAINTINGS.glob("*.jpg"))}
 
 
 @dataclass

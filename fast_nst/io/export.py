@@ -42,7 +42,7 @@ _JSON_KEYS = ("network", "styles", "loss", "loss_net", "model_card", "thumbnails
 
 
 def _version() -> str:
-    from fast_nst import __version__
+    from fast_nst.io.version import __version__
 
     return __version__
 

@@ -20,9 +20,10 @@ from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fast_nst.io.images import IMAGE_EXTENSIONS, PROJECT_ROOT, ImageError, list_images, load_rgb, resolve_path
+from fast_nst.io.images import IMAGE_EXTENSIONS, ImageError, list_images, load_rgb, resolve_path
+from fast_nst.io.paths import CONF, PROJECT_ROOT
 
-STYLE_CONF = PROJECT_ROOT / "conf" / "style"
+STYLE_CONF = CONF / "style"
 BUNDLED_PAINTINGS = PROJECT_ROOT / "assets" / "styles"
 
 
@@ -72,7 +73,13 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def bundled_names() -> list[str]:
+    """The bundled paintings' names (conf/style/<name>.yaml): the one list of them."""
     return sorted(p.stem for p in STYLE_CONF.glob("*.yaml"))
+
+
+def bundled_paintings() -> dict[str, Path]:
+    """name -> image file of every bundled painting, in name order."""
+    return {name: resolve_path(resolve_painting(name).image) for name in bundled_names()}
 
 
 def _looks_like_file(spec: str) -> bool:

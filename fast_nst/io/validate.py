@@ -9,7 +9,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fast_nst.io.errors import ConfigError
-from fast_nst.io.images import IMAGE_EXTENSIONS, PROJECT_ROOT, ImageError, read_header, resolve_path
+from fast_nst.io.images import IMAGE_EXTENSIONS, ImageError, read_header, resolve_path
+from fast_nst.io.paintings import bundled_names
 
 
 def _get(cfg: DictConfig, key: str):
@@ -127,16 +128,12 @@ def _raise(problems: list[str]) -> None:
                           f"{len(problems)} config problems: " + "; ".join(problems))
 
 
-def bundled_styles() -> list[str]:
-    return sorted(f.stem for f in (PROJECT_ROOT / "conf" / "style").glob("*.yaml"))
-
-
 def validate_train(cfg: DictConfig) -> None:
     problems: list[str] = []
     image = _get(cfg, "style.image")
     if image is not None and not resolve_path(image).is_file():
         problems.append(f"style.image={image}: no such file; give a painting with style.image=PATH "
-                        f"(and style.name=NAME), or pick a bundled one: style={{{','.join(bundled_styles())}}}")
+                        f"(and style.name=NAME), or pick a bundled one: style={{{','.join(bundled_names())}}}")
     elif image is not None:
         try:
             read_header(image)
@@ -228,7 +225,7 @@ def validate_optimize(cfg: DictConfig) -> None:
 
 
 def validate_quality(cfg: DictConfig, inits: tuple[str, ...], known_inits: tuple[str, ...]) -> None:
-    """tools/quality.py: the photo folder exists, `init` is known, sizes and counts are positive,
+    """fast-nst quality: the photo folder exists, `init` is known, sizes and counts are positive,
     a writable output folder; before the network or the VGG loads."""
     problems: list[str] = []
     unknown = [i for i in inits if i not in known_inits]

@@ -213,9 +213,9 @@ def model_defaults(config_name: str) -> dict:
     networks a kind builds without a run's config (`pretrained()`, ckpt=<kind>)."""
     from omegaconf import OmegaConf
 
-    from fast_nst.io.paths import PROJECT_ROOT
+    from fast_nst.io.paths import CONF
 
-    cfg = OmegaConf.to_container(OmegaConf.load(PROJECT_ROOT / "conf" / "model" / f"{config_name}.yaml"), resolve=True)
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"{config_name}.yaml"), resolve=True)
     cfg.pop("kind", None)
     return cfg
 

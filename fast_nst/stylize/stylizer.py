@@ -27,7 +27,8 @@ from PIL import Image
 from fast_nst.stylize.color import finish
 from fast_nst.io.export import ExportInfo, load_network
 from fast_nst.io.errors import MissingPathError
-from fast_nst.io.images import PROJECT_ROOT, ImageError, limit_size, open_image, pil_to_tensor, tensor_to_pil, to_rgb
+from fast_nst.io.images import ImageError, limit_size, open_image, pil_to_tensor, tensor_to_pil, to_rgb
+from fast_nst.io.paths import PROJECT_ROOT
 from fast_nst.kinds.base import StyleNetwork, check_strength
 
 CHECKPOINT_DIR = PROJECT_ROOT / "checkpoints"  # the shipped models: the checkout's, or the installed copy
