@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import torch
 from omegaconf import OmegaConf
 
-from fast_nst.io.images import atomic_write
+from fast_nst.io.files import atomic_write
 
 
 # Profiles: overrides of conf/ (perf group, data, trainer precision) and inference settings.

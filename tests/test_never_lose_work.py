@@ -38,7 +38,8 @@ from fast_nst.cli import EXIT_USAGE, check_overrides, run_cli
 from fast_nst.io.errors import ConfigError, DiskFullError, DivergedError, OutputIsInputError, TrainingInterrupted
 from fast_nst.io.export import export_network, load_network
 from fast_nst.training.guards import StopOnSignal
-from fast_nst.io.images import ImageTooLarge, atomic_write, list_images, open_image, save_image_atomic
+from fast_nst.io.images import ImageTooLarge, list_images, open_image, save_image_atomic
+from fast_nst.io.files import atomic_write
 from fast_nst.kinds import get_kind
 from fast_nst.io.paintings import Painting
 from fast_nst.stylize.stylizer import Stylizer

@@ -21,7 +21,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 from app_driver import find_chromium, running_app, stylize_in_browser
-from fast_nst.io.images import atomic_write, load_rgb
+from fast_nst.io.images import load_rgb
+from fast_nst.io.files import atomic_write
 
 
 def main() -> int:

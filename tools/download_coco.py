@@ -13,7 +13,6 @@ stored next to it, and `--sha256` makes a mismatch fatal. Then: python train.py 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import urllib.request
 import zipfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
 
-from fast_nst.io.images import atomic_write
+from fast_nst.io.files import atomic_write, file_sha256
 
 BASE = "http://images.cocodataset.org/zips/"
 SPLITS = {"train2014": 82783, "val2014": 40504, "train2017": 118287, "val2017": 5000}
@@ -49,14 +48,6 @@ def download(url: str, dest: Path, chunk: int = 1 << 20) -> Path:
     return dest
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 24):
-            h.update(block)
-    return h.hexdigest()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dest", default="data/coco", help="target folder (default: data/coco)")
@@ -71,7 +62,7 @@ def main(argv=None) -> int:
         print(f"{out_dir} is complete ({SPLITS[a.split]} images)")
         return 0
     zpath = download(BASE + f"{a.split}.zip", dest / f"{a.split}.zip")
-    digest = sha256(zpath)
+    digest = file_sha256(zpath)
     atomic_write(dest / f"{a.split}.zip.sha256", lambda tmp: tmp.write_text(f"{digest}  {zpath.name}\n"))
     print(f"sha256 {digest}")
     if a.sha256 and digest != a.sha256.lower():

@@ -37,7 +37,8 @@ import torch
 from fast_nst.training.data.photos import resize_crop
 from fast_nst.io.paintings import Painting
 from fast_nst.io.export import training_ingredients
-from fast_nst.io.images import atomic_write, list_images, load_rgb, pil_to_tensor
+from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
+from fast_nst.io.files import atomic_write
 from fast_nst.kinds.base import painting_tensor
 from fast_nst.models.losses import PerceptualLoss
 from fast_nst.optimize.quality import load_lightning_checkpoint

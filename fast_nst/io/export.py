@@ -33,7 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from fast_nst.io.errors import ConfigError, FastNSTError, one_line
-from fast_nst.io.images import atomic_write
+from fast_nst.io.files import atomic_write
 from fast_nst.io.paintings import Painting, locate_painting, thumbnail_b64
 
 FORMAT = "fast_nst.export.v2"

@@ -11,7 +11,6 @@ from it), or say precisely which file is missing.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import os
 from dataclasses import asdict, dataclass, fields, replace
@@ -20,6 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from fast_nst.io.files import file_sha256
 from fast_nst.io.images import IMAGE_EXTENSIONS, ImageError, list_images, load_rgb, resolve_path
 from fast_nst.io.paths import CONF, PROJECT_ROOT
 
@@ -62,14 +62,6 @@ class Painting:
         if not path.is_file():
             raise ImageError(f"painting {self.name}: {self.image} not found (looked in {path})")
         return replace(self, sha256=file_sha256(path))
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def bundled_names() -> list[str]:

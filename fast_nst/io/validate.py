@@ -81,7 +81,7 @@ def refuse_overwriting_inputs(outputs, inputs=(), folders=(), patterns=(), *, op
     value as the user wrote it, when the outputs are files planned inside it; `fix`: what to do
     (default: choose another output).
 
-    (fast_nst.io.images.publish, under every atomic write, also refuses to replace a file this
+    (fast_nst.io.files.publish, under every atomic write, also refuses to replace a file this
     process decoded as an input: the last line of defence for tools that do not call this.)"""
     from fast_nst.io.errors import OutputIsInputError
 

@@ -30,7 +30,8 @@ import torch
 from fast_nst.training.data.photos import resize_crop
 from fast_nst.io.export import ExportInfo, load_export, load_network, training_ingredients
 from fast_nst.optimize.gatys import GatysObjective, first_reaching, initial_image, optimize_pixels
-from fast_nst.io.images import atomic_write, list_images, load_rgb, pil_to_tensor
+from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
+from fast_nst.io.files import atomic_write
 from fast_nst.models.losses import PerceptualLoss
 
 QUALITY_INITS = ("noise", "content")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fast_nst.io.images import atomic_write
+from fast_nst.io.files import atomic_write
 
 if TYPE_CHECKING:
     from fast_nst.io.export import ExportInfo

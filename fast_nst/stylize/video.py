@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fast_nst.io.images import disk_full_error, is_disk_full, note_input, publish
+from fast_nst.io.files import disk_full_error, is_disk_full, note_input, publish
 from fast_nst.stylize.temporal import Flicker, FlickerMeter, Smoother
 
 Stylize = Callable[[torch.Tensor], torch.Tensor]

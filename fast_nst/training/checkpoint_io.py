@@ -26,7 +26,7 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from fast_nst.io.errors import ConfigError, one_line
-from fast_nst.io.images import atomic_write
+from fast_nst.io.files import atomic_write
 
 _STARTED = time.time()  # temp files older than this process were left by a killed earlier one
 

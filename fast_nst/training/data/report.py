@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 
 from fast_nst.training.data.photos import NAMED_IN_LOG, describe_skips
-from fast_nst.io.images import atomic_write
+from fast_nst.io.files import atomic_write
 
 log = logging.getLogger("fast_nst")
 
