@@ -26,8 +26,9 @@ from rich.progress import track
 
 
 from fast_nst.training.data.photos import resize_crop
-from fast_nst.io.images import atomic_write, list_images, load_rgb, pil_to_tensor
-from fast_nst.models.losses import AdaINLoss
+from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
+from fast_nst.io.files import atomic_write
+from fast_nst.kinds.adain.loss import AdaINLoss
 
 TERMS = ("content", "style", "loss")
 
@@ -74,7 +75,7 @@ def load_decoder(ckpt: str, device: torch.device):
 
 @torch.no_grad()
 def score(model, photos: torch.Tensor, painting: torch.Tensor, batch: int) -> dict[str, float]:
-    objective = AdaINLoss(model.encoder)
+    objective = AdaINLoss.paper(model.encoder)
     sums = dict.fromkeys(TERMS, 0.0)
     for i in range(0, len(photos), batch):
         x = photos[i:i + batch]

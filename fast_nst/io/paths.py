@@ -20,3 +20,15 @@ def _project_root() -> Path:
 
 PROJECT_ROOT = _project_root()
 CONF = PROJECT_ROOT / "conf"
+
+
+def group_config(group: str, name: str) -> dict:
+    """conf/<group>/<name>.yaml as a plain dict without the keys that only select it (`kind`,
+    `_target_`): the one home of a config's defaults, for code that builds its object without a
+    run's config (a kind's pretrained network, the paper's loss)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{name}.yaml"), resolve=True)
+    for key in ("kind", "_target_", "defaults"):
+        cfg.pop(key, None)
+    return cfg

@@ -211,13 +211,9 @@ class StyleNetwork(nn.Module):
 def model_defaults(config_name: str) -> dict:
     """conf/model/<config_name>.yaml without `kind`: the one home of a kind's defaults, for the
     networks a kind builds without a run's config (`pretrained()`, ckpt=<kind>)."""
-    from omegaconf import OmegaConf
+    from fast_nst.io.paths import group_config
 
-    from fast_nst.io.paths import CONF
-
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"{config_name}.yaml"), resolve=True)
-    cfg.pop("kind", None)
-    return cfg
+    return group_config("model", config_name)
 
 
 def check_strength(strength: float) -> None:

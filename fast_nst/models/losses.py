@@ -1,47 +1,25 @@
-"""Perceptual losses (Johnson et al. 2016; Gatys et al. 2016; Huang & Belongie 2017) as
+"""Perceptual losses (Johnson et al. 2016; Gatys et al. 2016) as
 composable modules.
 
 Every loss reads a dict {layer: activation} produced by one shared `VGGEncoder` pass, so a
-training step runs the loss network once no matter how many terms it has.
+training step runs the loss network once no matter how many terms it has. A kind with a loss of
+its own keeps it in its package (AdaIN's: fast_nst/kinds/adain/loss.py).
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from fast_nst.models.stats import gram_matrix
+
 Features = Mapping[str, torch.Tensor]
 
 
-def gram_matrix(feat: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, C) Gram matrix normalised by C*H*W, as in Johnson et al. eq. 3.
-
-    Computed in float32 even under autocast: bf16 sums over H*W lose too much precision.
-    """
-    b, c, h, w = feat.shape
-    if c > 1 and feat.is_contiguous(memory_format=torch.channels_last) and not feat.is_contiguous():
-        # NHWC memory is a (B, H*W, C) matrix already: F F^T = V^T V without a layout copy.
-        v = feat.permute(0, 2, 3, 1).reshape(b, h * w, c).float()
-        return torch.bmm(v.transpose(1, 2), v) / (c * h * w)
-    f = feat.reshape(b, c, h * w).float()
-    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
-
-
-def channel_mean_std(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image and channel: mean and standard deviation over H, W, each (B, C, 1, 1), float32.
-
-    The std is sqrt(unbiased variance + eps), the statistic the AdaIN decoder was trained with
-    (Huang & Belongie 2017), so targets and losses agree with the pretrained weights.
-    """
-    b, c = feat.shape[:2]
-    var, mean = torch.var_mean(feat.reshape(b, c, -1).float(), dim=2)
-    return mean.view(b, c, 1, 1), (var + eps).sqrt().view(b, c, 1, 1)
-
-
-def _weights(layers: Mapping[str, float] | list[str]) -> dict[str, float]:
+def layer_weights(layers: Mapping[str, float] | list[str]) -> dict[str, float]:
     if isinstance(layers, Mapping):
         return {str(k): float(v) for k, v in layers.items()}
     return {str(k): 1.0 for k in layers}
@@ -52,7 +30,7 @@ class ContentLoss(nn.Module):
 
     def __init__(self, layers: Mapping[str, float] | list[str]):
         super().__init__()
-        self.layer_weights = _weights(layers)
+        self.layer_weights = layer_weights(layers)
 
     def forward(self, output: Features, target: Features) -> torch.Tensor:
         return sum(w * F.mse_loss(output[l].float(), target[l].float().detach())
@@ -70,7 +48,7 @@ class StyleLoss(nn.Module):
 
     def __init__(self, layers: Mapping[str, float] | list[str]):
         super().__init__()
-        self.layer_weights = _weights(layers)
+        self.layer_weights = layer_weights(layers)
         for l in self.layer_weights:
             self.register_buffer(f"target_{l}", torch.empty(0), persistent=False)
 
@@ -112,69 +90,6 @@ class StyleLoss(nn.Module):
             else:
                 loss = loss + w * (g - t[style_index]).pow(2).mean((1, 2))
         return loss
-
-
-class MeanStdStyleLoss(nn.Module):
-    """AdaIN's style loss (Huang & Belongie 2017, eq. 12): at each layer, the mean squared
-    difference of the channel means plus that of the channel stds, between the output and the
-    painting it was stylized with. Targets come per batch (each photo is paired with its own
-    painting), unlike `StyleLoss`'s fixed Gram targets."""
-
-    def __init__(self, layers: Mapping[str, float] | list[str]):
-        super().__init__()
-        self.layer_weights = _weights(layers)
-
-    def forward(self, output: Features, style: Features) -> torch.Tensor:
-        loss = 0.0
-        for l, w in self.layer_weights.items():
-            out_mean, out_std = channel_mean_std(output[l])
-            with torch.no_grad():
-                tgt_mean, tgt_std = channel_mean_std(style[l])
-            loss = loss + w * (F.mse_loss(out_mean, tgt_mean) + F.mse_loss(out_std, tgt_std))
-        return loss
-
-
-ADAIN_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
-
-
-class AdaINLoss(nn.Module):
-    """The AdaIN decoder's training loss: content_weight * content + style_weight * style.
-
-    content: mean squared distance at relu4_1 between the decoded image's features and the AdaIN
-    target it was decoded from (not the photo's features: the decoder must invert AdaIN).
-    style: `MeanStdStyleLoss` at relu1_1..relu4_1 against the painting's features.
-    Both come from one encoder pass over the decoded image. Defaults are the paper's (style
-    weight 10). `forward(output, target, style_features)` returns {content, style, loss}.
-    """
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        content_layer: str = "relu4_1",
-        style_layers: Mapping[str, float] | Sequence[str] = ADAIN_STYLE_LAYERS,
-        content_weight: float = 1.0,
-        style_weight: float = 10.0,
-    ):
-        super().__init__()
-        self.encoder = encoder
-        self.content_layer = content_layer
-        self.content = ContentLoss([content_layer])
-        self.style = MeanStdStyleLoss(style_layers)
-        self.content_weight, self.style_weight = content_weight, style_weight
-
-    @property
-    def layers(self) -> list[str]:
-        return sorted(set(self.style.layer_weights) | {self.content_layer})
-
-    def forward(self, output: torch.Tensor, target: torch.Tensor, style_features: Features
-                ) -> dict[str, torch.Tensor]:
-        out_f = self.encoder(output, layers=self.layers)
-        terms = {
-            "content": self.content_weight * self.content(out_f, {self.content_layer: target}),
-            "style": self.style_weight * self.style(out_f, style_features),
-        }
-        terms["loss"] = terms["content"] + terms["style"]
-        return terms
 
 
 def total_variation(img: torch.Tensor) -> torch.Tensor:

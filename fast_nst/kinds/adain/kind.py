@@ -24,6 +24,7 @@ import torch
 from fast_nst.kinds import register_kind
 from fast_nst.kinds.base import (StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength,
                                  leave_out_of_checkpoints, model_defaults, paired_batch)
+from fast_nst.kinds.adain.loss import ADAIN_STYLE_LAYERS, AdaINLoss
 from fast_nst.kinds.adain.network import AdaIN, AdaINStyle
 from fast_nst.io.paintings import Painting
 
@@ -121,8 +122,6 @@ class AdaINNetwork(StyleNetwork):
     def build_objective(self, loss: Mapping, loss_net: Mapping, vgg_pass: str) -> torch.nn.Module:
         """AdaINLoss on the network's own encoder: the decoder must invert exactly the features it
         is fed, so `loss_net` only documents the objective (it must name the normalised VGG19)."""
-        from fast_nst.models.losses import ADAIN_STYLE_LAYERS, AdaINLoss
-
         if loss_net.get("arch") != "vgg19":
             raise ValueError(f"loss_net.arch={loss_net.get('arch')}: an adain decoder is trained against its "
                              "encoder, the normalised VGG19 (loss_net=vgg19, as experiment=adain sets)")

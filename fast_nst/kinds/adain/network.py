@@ -31,10 +31,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from fast_nst.models.losses import ADAIN_STYLE_LAYERS, channel_mean_std
+from fast_nst.kinds.adain.loss import ADAIN_STYLE_LAYERS, CONTENT_LAYER
+from fast_nst.models.stats import channel_mean_std
 from fast_nst.models.vgg import VGGEncoder
 
-CONTENT_LAYER = "relu4_1"
 # The input must survive three ceil-mode poolings and still be wider than the reflection pad.
 MIN_SIZE = 16
 
@@ -134,7 +134,7 @@ class AdaINStyle:
 
 
 class AdaINTrainingPass(NamedTuple):
-    """What a decoder training step needs for `fast_nst.models.losses.AdaINLoss`."""
+    """What a decoder training step needs for `fast_nst.kinds.adain.loss.AdaINLoss`."""
 
     output: torch.Tensor                   # decoded image (unclamped), carries the gradient
     target: torch.Tensor                   # the AdaIN relu4_1 target it was decoded from
@@ -273,7 +273,7 @@ class AdaIN(nn.Module):
     def training_pass(self, content: torch.Tensor, style: torch.Tensor) -> AdaINTrainingPass:
         """One decoder training step's forward (each photo paired with one painting, same batch
         size, sizes divisible by 8): the frozen encoder runs without gradient on both inputs,
-        the decoder with gradient. Feed the result to `fast_nst.models.losses.AdaINLoss`."""
+        the decoder with gradient. Feed the result to `fast_nst.kinds.adain.loss.AdaINLoss`."""
         content, style = _as_batch(content, "content"), _as_batch(style, "style")
         if content.shape[0] != style.shape[0]:
             raise ValueError(f"{content.shape[0]} photos but {style.shape[0]} paintings")
