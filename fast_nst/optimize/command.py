@@ -1,4 +1,4 @@
-"""`optimize.py`: Gatys-style pixel optimisation of one photo, driven by conf/optimize.yaml."""
+"""`optimize.py`: Gatys-style pixel optimisation of one photo, driven by conf/optimize/optimize.yaml."""
 
 from __future__ import annotations
 
