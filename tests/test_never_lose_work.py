@@ -147,7 +147,7 @@ def test_a_file_this_process_decoded_is_never_replaced(tmp_path):
 
 
 def test_export_onnx_refuses_to_replace_its_checkpoint(tiny_export, tmp_path):
-    spec = importlib.util.spec_from_file_location("export_onnx_script", ROOT / "scripts" / "export_onnx.py")
+    spec = importlib.util.spec_from_file_location("export_onnx_script", ROOT / "tools" / "export_onnx.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     before = _digest(tiny_export)

@@ -5,15 +5,12 @@ the same number of steps). Real VGG16, 32 px."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 
+import painting_losses  # tools/ (pytest's pythonpath)
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import painting_losses  # noqa: E402
 
 
 def test_a_training_checkpoint_scores_like_its_export(tmp_path, vgg16_weights):

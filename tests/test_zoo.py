@@ -43,7 +43,7 @@ def test_gallery_names_a_missing_model(tmp_path):
 def test_tuning_grid_picks_the_nearest_checkpoint(tmp_path):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("tuning_grid", ROOT / "scripts" / "tuning_grid.py")
+    spec = importlib.util.spec_from_file_location("tuning_grid", ROOT / "tools" / "tuning_grid.py")
     tg = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tg)
     for step in (200, 400, 900):
