@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+import fast_nst  # noqa: F401  (registers the config interpolations, e.g. ${stem:...}, that composed configs use)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 BESIDE = ROOT.parent / "shared"  # this project's CI layout; users have no such folder

@@ -42,7 +42,7 @@ def test_style_images_exist():
 
 def test_experiments_override_the_defaults():
     demo = compose("train", ["experiment=cpu_demo"])
-    assert demo.model.width == 0.5 and demo.data.image_size == 128
+    assert demo.warm_start.source == "six_paintings" and demo.data.image_size == 128
     paper = compose("train", ["experiment=johnson2016"])
     assert paper.trainer.max_steps == 40000 and paper.data.batch_size == 4
     assert paper.data.image_size == 256 and paper.optim.lr == 1e-3

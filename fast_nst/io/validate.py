@@ -131,7 +131,10 @@ def _raise(problems: list[str]) -> None:
 def validate_train(cfg: DictConfig) -> None:
     problems: list[str] = []
     image = _get(cfg, "style.image")
-    if image is not None and not resolve_path(image).is_file():
+    if image is None and _get(cfg, "style") is not None and not cfg.get("styles"):
+        problems.append("style.image is required: give the painting's file with style.image=PATH "
+                        "(e.g. python train.py experiment=new_painting style.image=my_painting.jpg)")
+    elif image is not None and not resolve_path(image).is_file():
         problems.append(f"style.image={image}: no such file; give a painting with style.image=PATH "
                         f"(and style.name=NAME), or pick a bundled one: style={{{','.join(bundled_names())}}}")
     elif image is not None:

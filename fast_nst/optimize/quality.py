@@ -156,6 +156,14 @@ def load_for_quality(ckpt: str | Path, device: torch.device) -> tuple[torch.nn.M
     return net, info, None
 
 
+def trained_painting(net: torch.nn.Module) -> str | None:
+    """The one painting a multi-style training checkpoint was training (a painting added to a
+    network: warm_start=rows, experiment=add_style), else None."""
+    names = getattr(net, "style_names", [])
+    trained = net.training_style_indices() if hasattr(net, "training_style_indices") else []
+    return names[trained[0]] if len(names) > 1 and len(trained) == 1 else None
+
+
 def _terms(objective: GatysObjective, img: torch.Tensor) -> dict[str, float]:
     with torch.no_grad():
         return {k: float(v) for k, v in objective(img).items()}
@@ -169,13 +177,15 @@ def evaluate(ckpt: str | Path, photos: list[Path], size: int, iterations: int,
     """`inits`: start images to compare (noise = the paper's protocol, content = the photo).
     With `stop_early`, a photo's run ends once it has reached the network's loss *and* passed the
     last `report_at` iteration within the budget; otherwise the whole budget runs. `style`: which
-    painting of a multi-style network (required there); `style_image`: a painting file instead of
-    the recorded one. `cache_dir`: reuse L-BFGS curves computed before (and store new ones, which
-    then always run the whole budget)."""
+    painting of a multi-style network (required there, except for a training checkpoint that adds
+    one painting: that one); `style_image`: a painting file instead of the recorded one.
+    `cache_dir`: reuse L-BFGS curves computed before (and store new ones, which then always run
+    the whole budget)."""
     unknown = [i for i in inits if i not in QUALITY_INITS]
     if unknown or not inits:
         raise ValueError(f"init must be one or more of {QUALITY_INITS}, got {list(inits)}")
     net, info, global_step = load_for_quality(ckpt, device)
+    style = style or trained_painting(net)
     perceptual, painting, objective_id = training_objective(info, device, style_image, vgg_weights, style)
     cache = CurveCache(cache_dir)
     cond = net.condition(style=style)

@@ -66,4 +66,6 @@ def log_image_grid(trainer, key: str, images: torch.Tensor, step: int, nrow: int
         elif isinstance(lg, CSVLogger):
             from fast_nst.io.images import save_image_atomic, tensor_to_pil
 
-            save_image_atomic(tensor_to_pil(grid), Path(lg.log_dir) / "samples" / f"step_{step:07d}.png")
+            path = Path(lg.log_dir) / "samples" / f"step_{step:07d}.png"
+            save_image_atomic(tensor_to_pil(grid), path)
+            log.info("validation grid (%s): %s", caption, path)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from fast_nst.io.errors import ConfigError
 from fast_nst.kinds import split_model_config
 from fast_nst.io.paintings import Painting, training_paintings
+from fast_nst.training.warm_start import WarmStart, build_warm_start
 
 log = logging.getLogger("fast_nst")
 
@@ -111,27 +112,31 @@ class PerfOptions:
 class StyleTransferModule(pl.LightningModule):
     """Arguments mirror the config groups `model` (with its `kind`), `loss`, `loss_net`, `optim`,
     `perf`; `paintings` are the training paintings (dicts of `Painting`), `seed` seeds which
-    painting each image draws, `init_from` an export to continue from (add_style).
+    painting each image draws, `init_from` an export to continue from (add_style), `warm_start`
+    the config of what the network starts from (fast_nst/warm_start.py; None: random weights).
 
     The frozen loss network is not part of Lightning checkpoints (it is rebuilt from `loss_net`),
     which keeps checkpoints at the size of the small network.
     """
 
     def __init__(self, model: dict, loss: dict, loss_net: dict, paintings: list[dict], optim: dict,
-                 perf: dict, seed: int, init_from: str | None = None):
+                 perf: dict, seed: int, init_from: str | None = None, warm_start: dict | None = None):
         super().__init__()
-        model, loss, loss_net, paintings, optim = map(_plain, (model, loss, loss_net, paintings, optim))
+        model, loss, loss_net, paintings, optim, warm_start = map(_plain, (model, loss, loss_net, paintings, optim,
+                                                                       warm_start))
         self.perf = PerfOptions.from_config(perf)
         self.seed = int(seed)
         self.save_hyperparameters(dict(model=model, loss=loss, loss_net=loss_net, paintings=paintings,
-                                       optim=optim, perf=vars(self.perf), seed=self.seed, init_from=init_from))
+                                       optim=optim, perf=vars(self.perf), seed=self.seed, init_from=init_from,
+                                       warm_start=warm_start))
         kind, net_cfg = split_model_config(model)
         base = None
         if init_from:
             from fast_nst.io.export import load_export
 
             base = load_export(init_from)
-        self.net = kind.for_training(net_cfg, [Painting.from_dict(p) for p in paintings], base)
+        self.warm_start = build_warm_start(warm_start) or WarmStart()
+        self.net = self.warm_start.build(kind, net_cfg, [Painting.from_dict(p) for p in paintings], base)
         self.criterion = self.net.build_objective(loss, loss_net, vgg_pass=self.perf.vgg_pass)
         encoder = getattr(self.criterion, "encoder", None)
         self.memory_format = torch.channels_last if self.perf.channels_last else torch.contiguous_format
@@ -165,7 +170,8 @@ class StyleTransferModule(pl.LightningModule):
         if paintings is None:
             paintings = run_paintings(cfg)
         return cls(model=cfg.model, loss=cfg.loss, loss_net=cfg.loss_net, paintings=[p.to_dict() for p in paintings],
-                   optim=cfg.optim, perf=cfg.perf, seed=cfg.seed, init_from=cfg.get("init_from"))
+                   optim=cfg.optim, perf=cfg.perf, seed=cfg.seed, init_from=cfg.get("init_from"),
+                   warm_start=cfg.get("warm_start"))
 
     # -- checkpoints: drop the frozen loss network (tens of MB), check the network matches ----
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -219,6 +225,9 @@ class StyleTransferModule(pl.LightningModule):
         self.log_dict({f"{stage}/{k}{suffix}": terms[k].detach() for k in SCALAR_TERMS if k in terms},
                       prog_bar=prog_bar, batch_size=bs, sync_dist=(stage == "val"),
                       on_step=(stage == "train"), on_epoch=(stage == "val"))
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.warm_start.on_train_step(self.net, self.global_step)  # a warm start's phases (what trains)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         batch, photos = prepare_batch(batch, self.memory_format)
@@ -307,7 +316,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def configure_optimizers(self):
         o = self.hparams.optim
-        opt = torch.optim.Adam(self.net.parameter_groups(), lr=o["lr"], betas=tuple(o["betas"]),
+        opt = torch.optim.Adam(self.warm_start.parameter_groups(self.net, o["lr"]), lr=o["lr"], betas=tuple(o["betas"]),
                                weight_decay=o["weight_decay"])
         sched = o["scheduler"]
         if not sched:

@@ -83,6 +83,11 @@ class StepProgressBar(ProgressBar):
         total = "?" if not math.isfinite(self._total) else str(int(self._total))
         rate = self._rate(step)
         left = (self._total - step) / rate if rate > 0 else math.nan
+        # a time budget (callbacks.time_budget.minutes) may end the run before max_steps
+        budgets = [cb.wall_seconds_left() for cb in trainer.callbacks if hasattr(cb, "wall_seconds_left")]
+        budgets = [b for b in budgets if b is not None]
+        if budgets:
+            left = min(budgets + ([left] if math.isfinite(left) else []))
         speed = f"{rate:.2f} steps/s" if math.isfinite(rate) else "- steps/s"
         parts = [speed, f"ETA {format_duration(left)}", self._losses(trainer, module),
                  f"epoch {self._epoch}"]

@@ -15,6 +15,7 @@ from fast_nst.io.errors import ConfigError, MissingPathError
 from fast_nst.training.module import StyleTransferModule, run_paintings
 from fast_nst.io.paintings import Painting
 from fast_nst.io.validate import validate_train
+from fast_nst.training.warm_start import build_warm_start, objective_from_export
 
 log = logging.getLogger("fast_nst")
 
@@ -87,16 +88,7 @@ def _apply_init_from(cfg: DictConfig) -> None:
                               option="export", what="init_from export",
                               fix="give the new network another name (name=...)")
 
-    info = read_export(init)
-    if info.loss:
-        cfg.loss = OmegaConf.create(info.loss)
-    if info.loss_net:
-        weights = info.loss_net.get("weights")
-        keep = cfg.loss_net.weights
-        cfg.loss_net = OmegaConf.create(info.loss_net)
-        if weights not in ("oxford", "torchvision") and not Path(str(weights)).is_file():
-            log.warning("init_from: its VGG weights %s are not on this machine; using loss_net.weights=%s", weights, keep)
-            cfg.loss_net.weights = keep
+    objective_from_export(cfg, read_export(init))
     log.info("init_from=%s: training against its recorded loss and loss network", init)
 
 
@@ -120,6 +112,9 @@ def train(cfg: DictConfig) -> dict:
     logging.getLogger("fast_nst").setLevel(logging.INFO)
     _quiet_known_warnings()
     pl.seed_everything(cfg.seed, workers=True)
+    warm = build_warm_start(cfg.get("warm_start"))
+    if warm is not None:
+        warm.prepare(cfg)   # the network kind and shape, the objective, init_from (add the painting)
     paintings = run_paintings(cfg)
     apply_steps_per_style(cfg, paintings)
     _apply_init_from(cfg)
