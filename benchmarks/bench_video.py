@@ -5,6 +5,7 @@ smoothing.
 
     python benchmarks/bench_video.py                          # bundled photo, 640x360, 48 frames
     python benchmarks/bench_video.py --photo big.jpg --frames 96 --keep outputs/video_bench
+    python benchmarks/bench_video.py --runtimes torch,onnx,onnx-int8 --no-flicker   # frames/s per runtime, one run
 
 Flicker, two ways:
 * the issue's metric: mean absolute frame-to-frame change of the output / the same of the input;
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -120,13 +122,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--offline", default="ema:0.5,ema:0.8,gated:0.8,motion:0.5,motion:0.8,motion:0.9",
                    help="smoothers replayed on the same outputs (default: %(default)s)")
     p.add_argument("--keep", default=None, help="folder to keep the clip and the stylized videos in")
+    p.add_argument("--runtimes", default="torch",
+                   help="runtimes timed end to end on the same clip, in turn (fast_nst.stylize.runtimes; the flicker "
+                        "figures are the first one's; default: %(default)s)")
+    p.add_argument("--no-flicker", action="store_true", help="frames/s only: skip the smoothing comparison")
     p.add_argument("--out", default="outputs/bench_video.json")
     args = p.parse_args(argv)
 
     import av
 
-    from fast_nst.io.export import load_network
-    from fast_nst.stylize.stylizer import find_checkpoint
+    from fast_nst.stylize.stylizer import Stylizer
     from fast_nst.stylize.temporal import FlickerMeter, make_smoother
     from fast_nst.stylize.video import stylize_video
 
@@ -138,25 +143,41 @@ def main(argv: list[str] | None = None) -> dict:
     cams = make_clip(Path(args.photo), clip, args.frames, w, h)
     print(f"clip: {clip} ({args.frames} frames {w}x{h}, pan + zoom, crf 23) in {time.perf_counter() - t0:.0f} s",
           file=sys.stderr)
-    net, _ = load_network(find_checkpoint(args.ckpt))
+    runtimes = [r for r in args.runtimes.split(",") if r]
     captured: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def stylize(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            y = net(x)
-        captured.extend(zip(x.clone(), y.clone()))
-        return y
 
     def show(pr):
         print(f"\r  {pr.frames_done}/{pr.frames_total or '?'} frames, {pr.fps:.2f} frames/s", end="", file=sys.stderr)
 
-    raw_report = stylize_video(clip, work / "stylized.mp4", stylize, batch_size=args.batch, progress=show)
-    print(file=sys.stderr)
+    fps: dict[str, float] = {}
+    for i, runtime in enumerate(runtimes):
+        st = Stylizer.load(args.ckpt, device="cpu", runtime=runtime)
+
+        def stylize(x: torch.Tensor, st=st, first=i == 0) -> torch.Tensor:
+            y = st.stylize_tensor(x)
+            if first:
+                captured.extend(zip(x.clone(), y.clone()))
+            return y
+
+        print(f"{runtime} ({st.capabilities.runtime}):", file=sys.stderr)
+        report = stylize_video(clip, work / f"stylized_{runtime}.mp4", stylize, batch_size=args.batch, progress=show)
+        print(file=sys.stderr)
+        fps[runtime] = report.fps
+        raw_report = report if i == 0 else raw_report
     inputs = [x for x, _ in captured]
     outputs = [y for _, y in captured]
     res = {"size": args.size, "frames": raw_report.frames, "batch": args.batch, "threads": torch.get_num_threads(),
-           "seconds": raw_report.seconds, "fps": raw_report.fps, "audio": raw_report.audio,
-           "input_warp_error": warp_error(inputs, cams), "rows": []}
+           "seconds": raw_report.seconds, "fps": raw_report.fps, "fps_by_runtime": fps, "audio": raw_report.audio,
+           "load_average": os.getloadavg(), "input_warp_error": warp_error(inputs, cams), "rows": []}
+    if args.no_flicker:
+        for runtime, f in fps.items():
+            print(f"{args.frames} frames {args.size}, batch {args.batch}, {res['threads']} threads, {runtime}: "
+                  f"{f:.2f} frames/s end to end ({f / fps[runtimes[0]]:.2f}x {runtimes[0]})")
+        print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+        return res
 
     def row(name, frames, flicker):
         lag = float(np.mean([(a - b).abs().mean() for a, b in zip(frames, outputs)]))
@@ -196,7 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
     row(f"{args.smoothing} (pipeline)", smoothed, rep.flicker)
 
     print(f"\n{args.frames} frames {args.size}, batch {args.batch}, {res['threads']} threads: "
-          f"{res['fps']:.2f} frames/s end to end (decode + network + encode), audio {', '.join(res['audio'])}")
+          f"{res['fps']:.2f} frames/s end to end (decode + network + encode, {runtimes[0]}), "
+          f"audio {', '.join(res['audio'])}")
     print(f"input warp error (resampling + compression floor): {res['input_warp_error']:.4f}")
     print(f"{'smoothing':>22} {'in change':>10} {'out change':>11} {'ratio':>6} {'warp err':>9} {'lag':>7}")
     for r in res["rows"]:

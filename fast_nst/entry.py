@@ -4,13 +4,14 @@ Every command is a Hydra app on its own config root in conf/ (the checkout's, or
 installed wheel: fast_nst.io.paths), so it runs from any folder; `fast-nst COMMAND --help` lists
 its options. All follow fast_nst.cli's convention: a user error is one line, exit 0 success,
 1 failure, 2 bad usage. The checkout's train.py, stylize.py, optimize.py and app.py are aliases
-of `fast-nst train|stylize|optimize|app`, and so are the fast-nst-train, fast-nst-stylize and
-fast-nst-optimize console scripts.
+of `fast-nst train|stylize|optimize|app`, and so are the fast-nst-train, fast-nst-stylize,
+fast-nst-optimize and fast-nst-export console scripts.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -26,7 +27,8 @@ class Command:
     config: str      # its config file in that folder
     body: str        # "module:function" run with the composed config
     summary: str     # one line for `fast-nst --help`
-    failures_exit: bool = False  # the body returns a count of failed inputs: exit 1 when any
+    failures_exit: bool = False  # the body returns a count of failed inputs (or checks): exit 1 when any
+    env: tuple[tuple[str, str], ...] = ()  # environment defaults, set before torch is imported
 
 
 COMMANDS: dict[str, Command] = {
@@ -37,10 +39,17 @@ COMMANDS: dict[str, Command] = {
                        failures_exit=True),
     "optimize": Command("optimize", "optimize", "fast_nst.optimize.command:run",
                         "stylize one photo by optimising its pixels (Gatys et al.), no network"),
+    "export": Command("export", "export", "fast_nst.stylize.export_command:run",
+                      "write an export's ONNX graphs (fp32, int8) beside it, checked against PyTorch",
+                      failures_exit=True),
     "quality": Command("optimize", "quality", "fast_nst.optimize.quality_command:run",
                        "how many L-BFGS iterations one forward pass of a network equals"),
     "app": Command("app", "app", "fast_nst.app.page:serve",
-                   "the web page: upload a photo or a video, pick a network and a painting"),
+                   "the web page: upload a photo or a video, pick a network and a painting",
+                   # OpenMP's idle threads sleep instead of spinning: the page shares the CPU with the
+                   # browser and other requests, and spinning threads slowed the Live tab ~20x on a busy
+                   # 2-core machine (README, Web page)
+                   env=(("OMP_WAIT_POLICY", "PASSIVE"),)),
 }
 
 
@@ -81,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: no command {argv[0]!r}", file=sys.stderr)
         print(usage(), file=sys.stdout if asked else sys.stderr)
         sys.exit(0 if asked else EXIT_USAGE)
+    for key, value in COMMANDS[argv[0]].env:
+        os.environ.setdefault(key, value)
     sys.argv = [f"fast-nst {argv[0]}", *argv[1:]]  # Hydra parses sys.argv
     app_of(argv[0])()
 
@@ -98,3 +109,8 @@ def stylize() -> None:
 def optimize() -> None:
     """The fast-nst-optimize console script: `fast-nst optimize`."""
     main(["optimize", *sys.argv[1:]])
+
+
+def export() -> None:
+    """The fast-nst-export console script: `fast-nst export`."""
+    main(["export", *sys.argv[1:]])

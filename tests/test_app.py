@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from conftest import ROOT
-from fast_nst.app.page import AppError, Studio, find_models
+from fast_nst.app.page import AppError, FrameClock, Studio, find_models
 from fast_nst.io.export import export_network
 from fast_nst.kinds import StyleNetwork, get_kind, register_kind
 from fast_nst.io.paintings import resolve_painting
@@ -67,6 +67,7 @@ def models(tmp_path_factory):
     export_network(cin, d / "two.safetensors", thumbnail_size=32)
     export_network(PaletteNetwork([], pull=0.6), d / "palette.safetensors", thumbnail_size=0)
     (d / "broken.safetensors").write_bytes(b"not a model")
+    (d / "starry_night_int8.onnx").write_bytes(b"a graph of starry_night: a runtime of it, not a model")
     return d
 
 
@@ -77,6 +78,7 @@ def test_the_models_folder_lists_every_model_with_its_controls(models):
     assert by_name["starry_night"].styles == ("starry_night",) and not by_name["starry_night"].arbitrary
     assert by_name["two"].styles == ("udnie", "great_wave")
     assert by_name["palette"].arbitrary and by_name["palette"].styles == ()
+    # broken.safetensors is reported; the graph beside starry_night is one of its runtimes, not a model
     assert len(problems) == 1 and problems[0].startswith("broken.safetensors: skipped")
     with pytest.raises(Exception, match="no such folder"):
         find_models(models / "missing")
@@ -155,6 +157,33 @@ def test_a_short_video_is_stylized_and_long_or_large_ones_are_refused(models, tm
         studio.stylize_video(not_video, str(models / "starry_night.safetensors"))
 
 
+def test_live_frames_are_stylized_at_the_live_size_and_counted(models, tmp_path):
+    studio = Studio(models, device="cpu", runtime="torch", live_size=(80, 60), output_dir=tmp_path)
+    two = str(models / "two.safetensors")
+    frame = np.asarray(Image.open(PHOTO).convert("RGB").resize((320, 240)))
+    small = np.asarray(Image.fromarray(frame).resize((80, 60), Image.BILINEAR), dtype=np.float32)
+    clock = FrameClock()
+    udnie, status = studio.live_frame(frame, two, painting="udnie", clock=clock)
+    assert udnie.shape == (60, 80, 3) and udnie.dtype == np.uint8  # downscaled to the Live size
+    assert np.abs(udnie - small).mean() > 10
+    wave, _ = studio.live_frame(frame, two, painting="great_wave", clock=clock)  # switched while streaming
+    assert np.abs(wave.astype(np.float32) - udnie).mean() > 3
+    photo, _ = studio.live_frame(frame, two, painting="udnie", strength=0.0, clock=clock)
+    assert np.abs(photo - small).mean() < 2  # strength 0: the camera frame itself
+    assert "frames/s" in status and "80x60" in status and "PyTorch on cpu" in status
+    with pytest.raises(AppError, match="pick one of two's paintings"):
+        studio.live_frame(frame, two, clock=clock)
+    assert studio.live_frame(None, two) == (None, "Waiting for the camera...")
+
+
+def test_the_frame_clock_counts_the_last_seconds():
+    clock = FrameClock(window=1.0)
+    rates = [clock.tick(t / 10) for t in range(30)]  # 10 frames/s for 3 s
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(10.0)
+    assert len(clock.times) <= 12  # older ticks leave the window
+    assert clock.tick(4.9) == pytest.approx(0.5)  # a 2 s stall: one frame in 2 s, at once
+
+
 # ------------------------------------------------------------------ the page in headless Chromium
 def _browser_or_skip() -> str:
     from app_driver import find_chromium
@@ -193,3 +222,29 @@ def test_the_page_stylizes_an_uploaded_photo_in_headless_chromium(tmp_path):
     assert out.shape == src.shape  # (120, 160, 3): the page gives back the photo's size
     assert np.abs(out - src).mean() > 0.05, "the returned picture is (nearly) the uploaded photo"
     assert "Done: 160x120" in r.status and "starry_night" in r.status
+
+
+@pytest.mark.slow  # a server, a browser and a stream: ~1 min on 2 busy cores
+def test_the_live_tab_streams_changing_stylized_frames_in_headless_chromium(models, tmp_path):
+    """Chromium's synthetic camera (an animation) streams through the page: stylized frames arrive
+    and change, the page counts frames per second, and switching the painting mid-stream changes
+    the picture far more than the camera's own motion does."""
+    from app_driver import live_in_browser, running_app
+
+    chromium = _browser_or_skip()
+    d = tmp_path / "models"
+    d.mkdir()
+    shutil.copy(models / "two.safetensors", d)
+    with running_app(f"models_dir={d}", "model=two", "device=cpu", "runtime=torch", "live_size=[160,120]") as url:
+        r = live_in_browser(url, chromium=chromium, seconds=4, painting="udnie", switch_to="great wave",
+                            screenshot=tmp_path / "live.png", timeout_s=240)
+    first, last, switched = (_rgb(x) for x in (r.first, r.last, r.switched))
+    assert first.shape == (120, 160, 3) and r.frames >= 2 and r.fps > 0
+    assert np.abs(last - first).mean() > 0.005, "the frames did not change while the camera moved"
+
+    def colour(a):  # the paintings differ in palette; the camera's animation hardly moves it
+        return a.reshape(-1, 3).mean(0)
+    drift = np.abs(colour(last) - colour(first)).max()
+    assert np.abs(colour(switched) - colour(last)).max() > max(0.03, 3 * drift), \
+        "switching the painting did not change the picture"
+    assert "frames/s" in r.status and "160x120" in r.status

@@ -3,11 +3,12 @@
 import pytest
 from hydra.utils import instantiate
 
-from conftest import CONF, compose
+from conftest import CONF, OWN_ROOTS, compose
 
-# conf/optimize/, conf/stylize/ and conf/app/ are the separate config roots of optimize.py +
-# fast-nst quality (tests/test_gatys.py), of stylize.py and of app.py (below): not train.py groups
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("optimize", "stylize", "app"))
+# conf/optimize/, conf/stylize/, conf/export/ and conf/app/ are the separate config roots of the other
+# commands (fast-nst optimize and quality: tests/test_gatys.py; stylize; export; app, below): not
+# train groups
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in (*OWN_ROOTS, "app"))
 
 
 def _options(group):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -146,14 +145,19 @@ def test_a_file_this_process_decoded_is_never_replaced(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_export_onnx_refuses_to_replace_its_checkpoint(tiny_export, tmp_path):
-    spec = importlib.util.spec_from_file_location("export_onnx_script", ROOT / "tools" / "export_onnx.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_export_writes_graphs_beside_its_checkpoint_and_refuses_a_graph_as_its_input(tiny_export, tmp_path):
+    """`python -m fast_nst export` names its outputs from the checkpoint (<name>.onnx,
+    <name>_int8.onnx): the checkpoint is never among them, and a graph given as ckpt is refused
+    before any work."""
+    from fast_nst.stylize.export_command import run as export_run
+
     before = _digest(tiny_export)
-    with pytest.raises(SystemExit, match="would be written over the input"):
-        script.main([f"ckpt={tiny_export}", f"output={tiny_export}", "check=false"])
+    cfg = compose("export", [f"ckpt={tiny_export}", "runtimes=[onnx]", "check=false"])
+    assert export_run(cfg) == 0 and (tiny_export.parent / "tiny.onnx").is_file()
     assert _digest(tiny_export) == before
+    graph = tiny_export.parent / "tiny.onnx"
+    with pytest.raises(ConfigError, match="export takes a .safetensors export, got tiny.onnx"):
+        export_run(compose("export", [f"ckpt={graph}", "runtimes=[onnx]"]))
 
 
 # ---------------------------------------------------------------- 2. divergence

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import ROOT, run_script
+from conftest import ROOT
 from fast_nst.io.export import load_network
 from fast_nst.models.transformer import TransformerNet
 from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
@@ -47,7 +47,11 @@ def test_any_size_including_sides_too_small_to_reflect(tmp_path):
         assert err < 1e-4, (size, err)
 
 
-def test_int8_keeps_the_picture(shipped, tmp_path):
+def test_int8_is_within_its_stated_db_of_pytorch(shipped, tmp_path):
+    """quantize_int8's recipe on the zoo network keeps the PSNR `export` checks (conf/export's
+    min_psnr), on a photo it was not calibrated on."""
+    from omegaconf import OmegaConf
+
     net, _, path = shipped
     calib = [pil_to_tensor(load_rgb(p, 128)).unsqueeze(0) for p in list_images(ROOT / "assets" / "photos")[:4]]
     q = quantize_int8(path, tmp_path / "q.onnx", calib)
@@ -57,8 +61,10 @@ def test_int8_keeps_the_picture(shipped, tmp_path):
         ref = net(photo)
     out = OnnxStylizer(q)(photo)
     psnr = 10 * torch.log10(1 / ((out - ref) ** 2).mean())
-    assert psnr > 35, float(psnr)  # measured 42.9 dB here (41-42 dB on other bundled photos at 512 px)
-    assert "int8" in read_onnx_metadata(q)["fast_nst.onnx.quantized"]
+    stated = OmegaConf.load(ROOT / "conf" / "export" / "export.yaml").min_psnr
+    assert psnr > stated, float(psnr)  # measured 38.3 dB here (AVX-512 VNNI; README, Runtimes)
+    note = read_onnx_metadata(q)["fast_nst.onnx.quantized"]
+    assert "7-bit" in note and "first and last convolution float" in note
 
 
 def test_metadata_is_copied_from_the_export(shipped):
@@ -89,14 +95,33 @@ def test_bad_files_and_inputs_are_explained(shipped, tmp_path):
         OnnxStylizer(path, optimization="max")
 
 
-def test_export_onnx_script(tmp_path):
-    out = tmp_path / "sn.onnx"
-    r = run_script("tools/export_onnx.py", f"ckpt={MODEL}", f"output={out}", timeout=600)
+def _export(*args: str, timeout: int = 900):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "fast_nst", "export", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def test_export_command_writes_checked_graphs_beside_the_export(tmp_path):
+    import shutil
+
+    from fast_nst.stylize.onnx import SOURCE_SHA_KEY
+    from fast_nst.io.files import file_sha256
+
+    src = tmp_path / "sn.safetensors"
+    shutil.copy(MODEL, src)
+    r = _export(f"ckpt={src}")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "check at 157x211" in r.stdout and "(ok" in r.stdout and out.is_file()
+    assert "check onnx at 211x157" in r.stdout and "check onnx-int8" in r.stdout and "TOO" not in r.stdout
+    for name in ("sn.onnx", "sn_int8.onnx"):
+        assert read_onnx_metadata(tmp_path / name)[SOURCE_SHA_KEY] == file_sha256(src)
     assert not list(tmp_path.glob(".*.tmp"))
-    r = run_script("tools/export_onnx.py", "ckpt=no_such_style", timeout=120)
-    assert r.returncode != 0 and "no_such_style" in r.stderr
+    r = _export("ckpt=no_such_style", timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no_such_style" in r.stderr
+    r = _export(f"ckpt={src}", "runtimes=[onnx-fp16]", timeout=120)
+    assert r.returncode == 2 and "choose among onnx, onnx-int8" in r.stderr
 
 
 def test_stylize_py_runs_an_onnx_checkpoint(shipped, tmp_path):
@@ -115,11 +140,11 @@ def test_stylize_py_runs_an_onnx_checkpoint(shipped, tmp_path):
     for ckpt in (path, MODEL):
         outs[ckpt.suffix] = tmp_path / f"out{ckpt.suffix}.png"
         assert run(compose("stylize", [f"ckpt={ckpt}", f"input={src}", f"output={outs[ckpt.suffix]}",
-                                       "device=cpu"])) == 0
+                                       "device=cpu", "runtime=torch" if ckpt == MODEL else "runtime=auto"])) == 0
     a, b = (pil_to_tensor(Image.open(outs[k]).convert("RGB")) for k in (".onnx", ".safetensors"))
     assert a.shape == b.shape == pil_to_tensor(load_rgb(src)).shape
     assert float((a - b).abs().max()) <= 1 / 255 + 1e-6  # the same pixels, up to 8-bit rounding
-    with pytest.raises(ValueError, match="tile= needs a PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="tile= needs runtime=torch"):
         run(compose("stylize", [f"ckpt={path}", f"input={src}", "tile=256"]))
 
 

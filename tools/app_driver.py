@@ -148,3 +148,88 @@ def _choose(page, elem: str, label: str) -> None:
     box = page.locator(f"{elem} input")
     box.click()
     page.get_by_role("option", name=label).first.click()
+
+
+LIVE_FLAGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+# In the page: every stylized frame the Live tab shows is a new <img> under #live_result; keep the
+# time each arrived and the last few pictures.
+_COUNT_FRAMES = """() => {
+  window.__live = {times: [], srcs: []};
+  const seen = src => { window.__live.times.push(performance.now()); window.__live.srcs.push(src);
+                        if (window.__live.srcs.length > 4) window.__live.srcs.shift(); };
+  new MutationObserver(records => {
+    for (const r of records) {
+      if (r.type === 'attributes' && r.target.nodeName === 'IMG') { seen(r.target.src); continue; }
+      for (const n of r.addedNodes) {
+        const img = n.nodeName === 'IMG' ? n : (n.querySelector ? n.querySelector('img') : null);
+        if (img) seen(img.src);
+      }
+    }
+  }).observe(document.querySelector('#live_result'),
+             {childList: true, subtree: true, attributes: true, attributeFilter: ['src']});
+}"""
+
+
+@dataclass
+class LiveResult:
+    fps: float              # stylized frames arriving per second, counted in the page after warm-up
+    frames: int             # how many arrived in the timed window
+    first: bytes            # the first and last frames of the window, as the page got them (JPEG)
+    last: bytes
+    switched: bytes | None  # the last frame after the painting was switched (when asked)
+    status: str             # the page's own frames/s line
+
+
+def _frame_bytes(src: str) -> bytes:
+    import base64
+
+    return base64.b64decode(src.split(",", 1)[1])
+
+
+def live_in_browser(url: str, *, chromium: str, seconds: float = 10.0, painting: str | None = None,
+                    switch_to: str | None = None, model: str | None = None, warmup_s: float = 3.0,
+                    timeout_s: float = 300.0, screenshot: str | os.PathLike | None = None,
+                    viewport=(1280, 900)) -> LiveResult:
+    """Open the Live tab with Chromium's synthetic camera (LIVE_FLAGS), start streaming, wait for the
+    first stylized frame (it includes loading the model), let it run `warmup_s`, then count frames
+    for `seconds`. `switch_to`: then pick that painting while it streams and wait for a frame
+    painted with it. `screenshot`: a PNG of the page at the end."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *LIVE_FLAGS])
+        try:
+            page = browser.new_context(permissions=["camera"], viewport={"width": viewport[0], "height": viewport[1]}
+                                       ).new_page()
+            page.set_default_timeout(timeout_s * 1000)
+            page.goto(url)
+            if model:
+                _choose(page, "#model", model)
+            if painting:
+                _choose(page, "#painting", painting)
+            page.get_by_role("tab", name="Live").click()
+            page.evaluate(_COUNT_FRAMES)
+            page.locator("#camera").get_by_text("Click to Access Webcam").click()
+            page.locator("#camera button", has_text="Record").click()
+            page.wait_for_function("() => window.__live.times.length > 0")
+            page.wait_for_timeout(warmup_s * 1000)
+            start, first = page.evaluate("() => [window.__live.times.length, window.__live.srcs.at(-1)]")
+            page.wait_for_timeout(seconds * 1000)
+            live = page.evaluate("() => window.__live")
+            times = live["times"][start:]
+            fps = (len(times) - 1) / ((times[-1] - times[0]) / 1000) if len(times) > 1 else 0.0
+            switched = None
+            if switch_to:
+                before = len(live["times"])
+                _choose(page, "#painting", switch_to)
+                # frames in flight were painted before the switch: wait for a few more
+                page.wait_for_function(f"() => window.__live.times.length > {before + 3}")
+                switched = _frame_bytes(page.evaluate("() => window.__live.srcs.at(-1)"))
+            status = page.locator("#live_status").inner_text()
+            if screenshot:
+                page.screenshot(path=str(screenshot), full_page=True)
+            page.locator("#camera button", has_text="Stop").first.click()
+            return LiveResult(fps, len(times), _frame_bytes(first), _frame_bytes(live["srcs"][-1]), switched, status)
+        finally:
+            browser.close()

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """README picture for ONNX Runtime: one photo through the PyTorch export and its ONNX Runtime
-copies (from tools/export_onnx.py, fp32 and int8), side by side, each captioned with its PSNR
-against PyTorch.
+copies (from `python -m fast_nst export`, fp32 and int8), side by side, each captioned with its
+PSNR against PyTorch.
 
-    python tools/export_onnx.py ckpt=starry_night int8=true
+    python -m fast_nst export ckpt=starry_night
     python tools/onnx_picture.py --ckpt starry_night --onnx checkpoints/starry_night.onnx checkpoints/starry_night_int8.onnx
 """
 

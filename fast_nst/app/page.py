@@ -1,11 +1,18 @@
 """The web page (`python app.py`, options in conf/app/app.yaml): upload a photo or a short video,
-pick a model and a painting, set strength and colour preservation, see the result and download it.
+pick a model and a painting, set strength and colour preservation, see the result and download it;
+or stylize the browser's camera live (the Live tab).
 
 Gradio draws the page; everything below it is plain Python that the tests call directly:
 `find_models` lists the models of a folder from their metadata only (no weights loaded),
 `Studio` keeps a few loaded `Stylizer`s and runs photos and videos through
-`Stylizer.stylize_tensor`, the same path as stylize.py. Errors a user can fix (a broken upload, a
-too-long clip, a missing painting) reach the page as one message saying what to do.
+`Stylizer.stylize_tensor`, the same path as stylize.py, on the runtime the `runtime` option picks
+(fast_nst.stylize.runtimes). Errors a user can fix (a broken upload, a too-long clip, a missing painting)
+reach the page as one message saying what to do.
+
+The Live tab streams camera frames (Gradio streaming: the browser sends a frame every
+`live_interval` seconds while none is in flight, so the network's speed sets the rate) through
+`Studio.live_frame`, which answers with the stylized frame as an inline JPEG (no file per frame)
+and the frames per second it is keeping up.
 
 A model's kind decides its controls: networks that learned paintings (per-style, multi-style)
 offer their paintings by name; kinds with `arbitrary_style = True` (e.g. AdaIN) take a painting
@@ -14,6 +21,8 @@ upload, or one of the bundled paintings.
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import math
 import os
@@ -24,7 +33,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -86,17 +95,26 @@ def _kind_is_arbitrary(kind: str) -> bool:
     return bool(getattr(get_kind(kind), "arbitrary_style", False))
 
 
+def is_export_graph(path: Path) -> bool:
+    """A `.onnx` written beside an export (`<name>.onnx`, `<name>_int8.onnx` next to `<name>.safetensors`):
+    one of that export's runtimes (the `runtime` option), not a model of its own."""
+    if path.suffix.lower() != ".onnx":
+        return False
+    stem = path.stem[: -len("_int8")] if path.stem.endswith("_int8") else path.stem
+    return path.with_name(f"{stem}.safetensors").is_file()
+
+
 def read_model_entry(path: Path) -> ModelEntry:
     """The entry of one model file; raises ValueError (or a FastNSTError) when it is not one."""
     if path.suffix.lower() == ".onnx":
         from fast_nst.stylize.onnx import read_onnx_info
 
         info = read_onnx_info(path)
-        styles = tuple(info.style_names) if info is not None else (path.stem,)
-        # An ONNX graph is an exported per-style network: one painting, whatever kind it came from.
-        return ModelEntry(path, info.kind if info is not None else "johnson", styles, False, "ONNX Runtime",
-                          dict(info.thumbnails) if info is not None else {},
-                          tuple(info.styles) if info is not None else ())
+        if info is None:  # a bare graph: one unnamed painting
+            return ModelEntry(path, "onnx", (path.stem,), False, "ONNX Runtime")
+        arbitrary = _kind_is_arbitrary(info.kind)
+        return ModelEntry(path, info.kind, () if arbitrary else tuple(info.style_names), arbitrary, "ONNX Runtime",
+                          dict(info.thumbnails), () if arbitrary else tuple(info.styles))
     from fast_nst.io.export import read_export
 
     info = read_export(path)
@@ -129,7 +147,8 @@ def find_models(models_dir: str | os.PathLike, pretrained: list[str] | tuple[str
         raise MissingPathError(f"models_dir={models_dir}: no such folder. Point it at a folder of exported "
                                "models (.safetensors from train.py, .onnx from tools/export_onnx.py)")
     models, problems = [pretrained_entry(k) for k in pretrained], []
-    for p in sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in MODEL_SUFFIXES):
+    files = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in MODEL_SUFFIXES)
+    for p in [f for f in files if not is_export_graph(f)]:
         try:
             models.append(read_model_entry(p))
         except Exception as e:  # noqa: BLE001 - one bad file must not hide the others
@@ -140,6 +159,21 @@ def find_models(models_dir: str | os.PathLike, pretrained: list[str] | tuple[str
                           + (f"; {'; '.join(problems)}" if problems else "")
                           + ". Train one with: python train.py style=starry_night")
     return models, problems
+
+
+class FrameClock:
+    """Frames per second over the last `window` seconds (the Live tab's counter)."""
+
+    def __init__(self, window: float = 2.0):
+        self.window, self.times = window, deque()
+
+    def tick(self, now: float | None = None) -> float:
+        now = time.perf_counter() if now is None else now
+        self.times.append(now)
+        while len(self.times) > 2 and now - self.times[0] > self.window:
+            self.times.popleft()
+        span = self.times[-1] - self.times[0]
+        return (len(self.times) - 1) / span if span > 0 else 0.0
 
 
 @dataclass
@@ -154,13 +188,17 @@ class Studio:
     uploads against the limits and stylizes through `Stylizer.stylize_tensor`."""
 
     def __init__(self, models_dir: str | os.PathLike = "checkpoints", *, pretrained: list[str] | tuple[str, ...] = (),
-                 device: str = "auto", max_size: int | None = 1024, max_pixels: int | None = 89478485,
-                 video_max_seconds: float = 10, video_max_size: int = 720, batch_size: int = 4,
-                 cached_models: int = 3, quality: int = 95,
-                 output_dir: str | os.PathLike | None = None):
+                 device: str = "auto", runtime: str = "auto", max_size: int | None = 1024,
+                 max_pixels: int | None = 89478485, video_max_seconds: float = 10, video_max_size: int = 720,
+                 batch_size: int = 4, cached_models: int = 3, quality: int = 95,
+                 live_size: tuple[int, int] = (320, 240), output_dir: str | os.PathLike | None = None):
+        from fast_nst.stylize.runtimes import check_runtime
+
         self.models, self.problems = find_models(models_dir, pretrained)
         self.by_path = {str(m.path): m for m in self.models}
         self.device, self.max_size, self.quality = device, max_size, quality
+        self.runtime = check_runtime(runtime)
+        self.live_size = (int(live_size[0]), int(live_size[1]))
         # uploads over this many pixels are refused from their header, before decoding, as stylize.py does
         self.limit = PixelLimit(max_pixels, "max_pixels", "or downscale the picture before uploading it; "
                                 "stylize.py ... tile=512 stylizes huge photos with bounded memory")
@@ -191,7 +229,14 @@ class Studio:
             if key in self._stylizers:
                 self._stylizers.move_to_end(key)
                 return self._stylizers[key]
-            s = Stylizer.load(entry.path, device=self.device, preserve_color=bool(preserve_color))
+            # the runtime option chooses how an export runs; a graph file on its own is what it is
+            runtime = self.runtime if entry.path.suffix.lower() != ".onnx" else None
+            # ONNX Runtime's idle threads sleep rather than spin: the page shares the CPU with the
+            # browser and with other requests (see OMP_WAIT_POLICY in app.py for PyTorch's)
+            s = Stylizer.load(entry.path, device=self.device, runtime=runtime, session={"spinning": False},
+                              preserve_color=bool(preserve_color))
+            if s.runtime_note:
+                log.info("%s", s.runtime_note)
             self._stylizers[key] = s
             while len(self._stylizers) > self.cached_models:
                 self._stylizers.popitem(last=False)
@@ -298,8 +343,36 @@ class Studio:
         msg = (f"**Done:** {out.width}x{out.height} in {seconds:.2f} s with **{entry.name}**"
                + (f" ({what})" if what != entry.name else "")
                + f": strength {float(strength):g}{', colours kept' if preserve_color else ''}; "
-               f"{entry.runtime} on {stylizer.device.type}.")
+               f"{stylizer.capabilities.runtime} on {stylizer.device.type}.")
         return Result(dst, "\n\n".join([msg, *notes]), seconds)
+
+    # ------------------------------------------------------------------ live camera
+    def live_frame(self, frame, model: str | None, painting: str | None = None, painting_upload: str | None = None,
+                   strength: float = 1.0, preserve_color: bool = False, clock: FrameClock | None = None):
+        """One camera frame (H, W, 3 uint8, as the browser sent it) -> (the stylized frame as
+        uint8, a status line with the frames per second `clock` counts). Frames larger than
+        `live_size` are downscaled to fit it first."""
+        import numpy as np
+        import torch
+
+        if frame is None:
+            return None, "Waiting for the camera..."
+        entry = self.model(model)
+        style = self.style_args(entry, painting, painting_upload)
+        stylizer = self.stylizer(entry, preserve_color)
+        image = Image.fromarray(np.asarray(frame, dtype=np.uint8)[..., :3])
+        w, h = self.live_size
+        if image.width > w or image.height > h:
+            image.thumbnail((w, h), Image.BILINEAR)
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+        t0 = time.perf_counter()
+        y = stylizer.stylize_tensor(x, strength=float(strength), **style)
+        ms = 1000 * (time.perf_counter() - t0)
+        out = y[0].mul(255).round_().clamp_(0, 255).byte().permute(1, 2, 0).numpy()
+        fps = (clock or FrameClock()).tick()
+        status = (f"**{fps:.1f} frames/s** ({image.width}x{image.height}, network {ms:.0f} ms, "
+                  f"{stylizer.capabilities.runtime} on {stylizer.device.type})")
+        return out, status
 
     # ------------------------------------------------------------------ videos
     def check_video(self, src: Path):
@@ -360,6 +433,15 @@ def _as_page_error(e: Exception, hide: list[str | os.PathLike] = ()):
                     "details. Please report it.", duration=None)
 
 
+def inline_jpeg(frame, quality: int = 85) -> str:
+    """An <img> holding `frame` (H, W, 3 uint8) as an inline JPEG: the Live tab's output, sent in
+    the stream's own message instead of as a file the browser would fetch separately."""
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "JPEG", quality=quality)
+    return (f'<img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}" '
+            'alt="stylized camera frame" style="max-width:100%">')
+
+
 def uploaded_image(**kwargs):
     """A gr.Image upload that hands the handler the uploaded file as it came. Gradio's own
     preprocessing opens it with PIL, and for any mode but RGB decodes and re-saves the whole
@@ -383,9 +465,11 @@ def uploaded_image(**kwargs):
     return component
 
 
-def build_page(studio: Studio, default_model: str | None = None, hide: list[str | os.PathLike] = ()):
+def build_page(studio: Studio, default_model: str | None = None, hide: list[str | os.PathLike] = (), *,
+               live_interval: float = 0.03, live_seconds: float = 600):
     """The Gradio Blocks of the page, wired to `studio`. `hide`: server folders left out of the
-    paths in messages (`page_message`)."""
+    paths in messages (`page_message`). `live_interval`: seconds between camera frames the browser
+    offers; `live_seconds`: how long one Live session may stream."""
     import gradio as gr
 
     hide = [*hide, studio.output_dir, tempfile.gettempdir()]
@@ -426,6 +510,15 @@ def build_page(studio: Studio, default_model: str | None = None, hide: list[str 
             raise _as_page_error(e, hide) from e
         return str(r.path), r.message
 
+    def run_live(frame, model_key, painting, upload, strength, keep_colors, clock):
+        try:
+            out, status = studio.live_frame(frame, model_key, painting, upload, strength, keep_colors, clock)
+        except Exception as e:  # noqa: BLE001 - shown under the picture; the stream goes on
+            if not isinstance(e, USER_ERRORS):
+                log.exception("live stylization failed")
+            return gr.skip(), f"**Not stylized:** {page_message(str(e), hide)}", clock
+        return (inline_jpeg(out) if out is not None else gr.skip()), status, clock
+
     limits = (f"Photos larger than {studio.max_size} px are downscaled first; " if studio.max_size else "") + (
         f"videos up to {studio.video_max_seconds:g} s and {studio.video_max_size} px. "
         "`python stylize.py` has no such limits.")
@@ -463,6 +556,17 @@ def build_page(studio: Studio, default_model: str | None = None, hide: list[str 
                             video_out = gr.Video(label="Stylized", interactive=False, height=360,
                                                  elem_id="video_result")
                         video_btn = gr.Button("Stylize video", variant="primary", elem_id="stylize_video")
+                    with gr.Tab("Live", id="live_tab"):
+                        w, h = studio.live_size
+                        gr.Markdown(f"Your camera, stylized as it streams ({w}x{h}): allow the camera, press "
+                                    "**Record**; change the model, painting or strength at any time.")
+                        with gr.Row():
+                            camera = gr.Image(sources=["webcam"], streaming=True, label="Camera", height=h + 60,
+                                              elem_id="camera", webcam_options=gr.WebcamOptions(
+                                                  mirror=True, constraints={"video": {"width": {"ideal": w},
+                                                                                      "height": {"ideal": h}}}))
+                            live_out = gr.HTML(elem_id="live_result", min_height=h)
+                        live_status = gr.Markdown(elem_id="live_status")
                 status = gr.Markdown(elem_id="status")
 
         model.change(model_controls, model, [painting, painting_upload, painting_view])
@@ -471,6 +575,10 @@ def build_page(studio: Studio, default_model: str | None = None, hide: list[str 
         common = [model, painting, painting_upload, strength, keep_colors]
         photo_btn.click(run_photo, [photo, *common], [photo_out, photo_file, status])
         video_btn.click(run_video, [video, *common], [video_out, status])
+        clock = gr.State(FrameClock())  # one per visitor: frames per second of their stream
+        # one frame in flight per stream; the network sets the pace (live_interval only caps it)
+        camera.stream(run_live, [camera, *common, clock], [live_out, live_status, clock], stream_every=live_interval,
+                      time_limit=live_seconds, concurrency_limit=None, show_progress="hidden")
     return page
 
 
@@ -524,11 +632,15 @@ class Workspace:
 def serve(cfg) -> None:
     """`python app.py`: build the page from conf/app/app.yaml's options and serve it until Ctrl-C
     or SIGTERM; its temporary files go with it (`Workspace`)."""
-    for key in ("max_size", "max_pixels", "video_max_seconds", "video_max_size", "max_upload_mb"):
+    for key in ("max_size", "max_pixels", "video_max_seconds", "video_max_size", "max_upload_mb", "live_interval",
+                "live_seconds"):
         v = cfg.get(key)
         if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise ConfigError(f"{key}={v}: must be a positive number"
                               + (" or null" if key in ("max_size", "max_pixels") else ""))
+    size = list(cfg.live_size) if cfg.get("live_size") is not None else []
+    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        raise ConfigError(f"live_size={cfg.get('live_size')}: give [width, height] in pixels, e.g. [320, 240]")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
     with Workspace() as work:
         try:  # imported inside the workspace, so Gradio's temporary folder is the workspace's
@@ -536,13 +648,14 @@ def serve(cfg) -> None:
         except ImportError as e:
             raise ConfigError("the web page needs Gradio: pip install -e '.[app]' (or pip install gradio)") from e
         studio = Studio(cfg.models_dir, pretrained=list(cfg.get("pretrained") or ()), device=cfg.device,
-                        max_size=cfg.max_size, max_pixels=cfg.max_pixels,
+                        runtime=cfg.runtime, max_size=cfg.max_size, max_pixels=cfg.max_pixels,
                         video_max_seconds=cfg.video_max_seconds, video_max_size=cfg.video_max_size,
                         batch_size=cfg.batch_size, cached_models=cfg.cached_models, quality=cfg.quality,
-                        output_dir=work.path / "results")
+                        live_size=tuple(size), output_dir=work.path / "results")
         print(f"fast_nst app: {len(studio.models)} models from {cfg.models_dir}: "
-              f"{', '.join(m.name for m in studio.models)}", flush=True)
-        page = build_page(studio, cfg.get("model"), hide=[work.path])
+              f"{', '.join(m.name for m in studio.models)} (runtime={cfg.runtime})", flush=True)
+        page = build_page(studio, cfg.get("model"), hide=[work.path], live_interval=cfg.live_interval,
+                          live_seconds=cfg.live_seconds)
         # One stylization at a time: the network already uses every core, a second one would only
         # slow both down. Others wait in the queue and the page shows their place.
         page.queue(default_concurrency_limit=1)

@@ -173,6 +173,12 @@ def validate_stylize(cfg: DictConfig) -> None:
     _get(cfg, "ckpt"), _get(cfg, "input")  # required values first
     problems = _positive(cfg, "max_size", allow_none=True) + _positive(cfg, "batch_size")
     problems += _positive(cfg, "style_size", allow_none=True) + _positive(cfg, "max_pixels", allow_none=True)
+    runtime = _get(cfg, "runtime")
+    if runtime is not None:
+        from fast_nst.stylize.runtimes import RUNTIMES
+
+        if runtime not in RUNTIMES:
+            problems.append(f"runtime={runtime}: choose one of {', '.join(RUNTIMES)}")
     q = _get(cfg, "quality")
     if q is not None and not (isinstance(q, int) and 1 <= q <= 100):
         problems.append(f"quality={q}: JPEG quality must be an integer from 1 to 100")

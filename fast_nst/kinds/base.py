@@ -25,12 +25,26 @@ own strength control sets `strength_blends = False` (strength 0 then still runs 
 with its own colour control sets `own_preserve_color = True` (`stylize` then takes
 `preserve_color=`); one that ships pretrained weights overrides `pretrained()` so that
 `ckpt=<kind>` needs no export file.
+
+runtime        `capabilities` declares what `Stylizer` may ask of a network (devices, float16,
+               channels_last, tiles); `prepare(device, half, channels_last)` puts it there.
+               `fast_nst.stylize.onnx.OnnxNetwork` implements the same inference interface
+               (`InferenceNetwork`) for an ONNX graph, so `Stylizer` never asks which it has.
+ONNX export    the graph is `graph_forward(x, *inputs)`, for the inputs named by `graph_inputs()`
+               ({name: width} of (B, width) float tensors: the conditioning, e.g. a multi-style
+               network's mixing weights); `graph_feed(x, cond, strength)` computes them in PyTorch
+               at inference, from what `condition` returned. Per-style networks need none of the
+               three. The graph pads each image side to a multiple of 4 (at least 8, by reflection)
+               and crops the output back, as TransformerNet.forward does: a network whose picture
+               would change under that padding pads the same way itself. A kind that cannot be
+               written as a graph sets `graph_export = False`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -65,6 +79,42 @@ def mixing_weights(style_weights: Mapping[str, float] | Sequence[float], names: 
     return [v / total for v in w]
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a network's runtime can do, declared by the network (not found out by trying)."""
+
+    runtime: str                          # shown to users: "PyTorch", "ONNX Runtime fp32", ...
+    devices: tuple[str, ...] | None = None  # device types it runs on (None: any torch device)
+    half: bool = True                     # float16 on CUDA
+    channels_last: bool = True            # NHWC memory format
+    tiles: bool = True                    # tile=: tiles normalised with whole-image statistics, read
+                                          # from its instance-norm layers (fast_nst.stylize.tiling)
+
+
+TORCH = Capabilities("PyTorch")
+
+
+class InferenceNetwork(Protocol):
+    """What `Stylizer` needs of a network, whichever runtime runs it: a `StyleNetwork` (PyTorch)
+    or `fast_nst.stylize.onnx.OnnxNetwork` (ONNX Runtime)."""
+
+    kind: str
+    arbitrary_style: bool
+    strength_blends: bool
+    own_preserve_color: bool
+    capabilities: Capabilities
+
+    @property
+    def style_names(self) -> list[str]: ...
+
+    def prepare(self, device: torch.device, half: bool, channels_last: bool) -> "InferenceNetwork": ...
+
+    def condition(self, style: str | None = None, style_weights: Any = None, style_image: Any = None,
+                  **kw) -> Any: ...
+
+    def stylize(self, x: torch.Tensor, cond: Any = None, strength: float = 1.0, **kw) -> torch.Tensor: ...
+
+
 class StyleNetwork(nn.Module):
     kind: ClassVar[str] = ""
     # Takes the painting as an image at inference (style_image=), e.g. AdaIN, style prediction.
@@ -79,6 +129,10 @@ class StyleNetwork(nn.Module):
     # stylize(..., preserve_color=) keeps the photo's colours the kind's own way (AdaIN recolours
     # the painting first); False: Stylizer transfers luminance only after the network.
     own_preserve_color: ClassVar[bool] = False
+    # PyTorch runs it anywhere, in float16 and channels_last, and tiles it (see Capabilities).
+    capabilities: ClassVar[Capabilities] = TORCH
+    # Its inference can be written as one ONNX graph (graph_inputs / graph_feed / graph_forward).
+    graph_export: ClassVar[bool] = True
 
     styles: list[Painting]
     config: dict
@@ -158,6 +212,37 @@ class StyleNetwork(nn.Module):
         y = self(x, cond)
         return y if strength == 1.0 else torch.lerp(x.to(y.dtype), y, strength)
 
+    def prepare(self, device: torch.device, half: bool, channels_last: bool) -> "StyleNetwork":
+        """This network in eval mode on `device` (float16 when `half`), for inference."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        net = self.to(device, memory_format=fmt).eval()
+        return net.half() if half else net
+
+    # ------------------------------------------------------------------ ONNX export
+    def graph_inputs(self) -> dict[str, int]:
+        """The graph's inputs besides the image: {name: width} of (B, width) float tensors."""
+        return {}
+
+    def graph_feed(self, x: torch.Tensor, cond: Any, strength: float) -> dict[str, torch.Tensor]:
+        """The graph's inputs for this batch (`graph_inputs` names, each (B, width) float32 on the
+        CPU), from `condition`'s result. For a kind whose strength is not a blend with the photo
+        (`strength_blends = False`), `strength` goes in here too."""
+        return {}
+
+    def graph_forward(self, x: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        """What the ONNX graph computes: (B, 3, H, W) in [0, 1] and the `graph_inputs` tensors in
+        their order -> stylized (at strength 1 for kinds whose strength blends)."""
+        return self(x, None)
+
+    def example_styles(self) -> list[dict[str, Any]]:
+        """Style arguments that together exercise the network (int8 calibration runs each):
+        every painting it holds, or the bundled paintings for an arbitrary-style kind."""
+        if self.arbitrary_style:
+            from fast_nst.io.paintings import BUNDLED_PAINTINGS
+
+            return [{"style_image": str(p)} for p in sorted(BUNDLED_PAINTINGS.glob("*.jpg"))]
+        return [{"style": n} for n in self.style_names] if len(self.styles) > 1 else [{}]
+
     # ------------------------------------------------------------------ training
     def training_style_indices(self) -> list[int]:
         """The paintings this run trains (all; add_style: only the new ones)."""
@@ -214,6 +299,16 @@ def model_defaults(config_name: str) -> dict:
     from fast_nst.io.paths import group_config
 
     return group_config("model", config_name)
+
+
+def embedding_feed(net: StyleNetwork, x: torch.Tensor, cond: torch.Tensor, strength: float) -> torch.Tensor:
+    """The (B, D) embedding an embedding kind's graph takes (style prediction, magenta): the
+    painting's `cond` for every image, moved towards each photo's own embedding (`net.embed(x)`,
+    run in PyTorch) when `strength` < 1, as the kind's `stylize` does."""
+    e = cond.float().cpu().expand(x.shape[0], -1)
+    if strength < 1.0:
+        e = torch.lerp(net.embed(x.to(net.device)).float().cpu(), e, float(strength))
+    return e
 
 
 def check_strength(strength: float) -> None:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Statistics = tuple[torch.Tensor, torch.Tensor]  # (mean, biased variance), float32 (B, C, 1, 1)
@@ -38,6 +39,10 @@ class InstanceNormBase(nn.Module):
         self.num_features, self.eps = num_features, eps
         # Replaces `compute_statistics` when set: f(layer, x) -> (mean, var). See fixed_statistics.
         self.statistics_source: Callable[[InstanceNormBase, torch.Tensor], Statistics] | None = None
+        # Set by `graph_form` while a network is exported (fast_nst.stylize.onnx): the layer is then
+        # written as one ONNX InstanceNormalization (plus a Mul/Add for per-image scales) instead
+        # of the dozen elementwise operators its hand-written statistics trace to.
+        self.graph_form = False
 
     def compute_statistics(self, x: torch.Tensor) -> Statistics:
         """Mean and biased variance over H, W of each image and channel, in float32."""
@@ -72,8 +77,13 @@ class InstanceNormBase(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, cond=None) -> torch.Tensor:
-        mean, var = self.statistics(x)
         weight, bias = self.affine(cond, x.shape[0])
+        if self.graph_form:
+            if type(weight.shape[0]) is int and weight.shape[0] == 1:  # (a symbolic batch is per image)
+                # one scale and shift for every image: InstanceNormalization's own
+                return F.instance_norm(x, weight=weight[0], bias=bias[0], eps=self.eps)
+            return F.instance_norm(x, eps=self.eps) * weight[:, :, None, None] + bias[:, :, None, None]
+        mean, var = self.statistics(x)
         scale = weight.float().unsqueeze(-1).unsqueeze(-1) * torch.rsqrt(var + self.eps)
         shift = bias.float().unsqueeze(-1).unsqueeze(-1) - mean * scale
         scale, shift = scale.to(x.dtype), shift.to(x.dtype)
@@ -163,6 +173,20 @@ class PredictedInstanceNorm2d(InstanceNormBase):
 def instance_norms(net: nn.Module) -> list[InstanceNormBase]:
     """Every instance-norm layer of `net`, in module order (= forward order for the Johnson net)."""
     return [m for m in net.modules() if isinstance(m, InstanceNormBase)]
+
+
+@contextmanager
+def graph_form(net: nn.Module) -> Iterator[None]:
+    """Every instance-norm layer of `net` in its export form while the block runs (see
+    `InstanceNormBase.graph_form`); same outputs to rounding."""
+    layers = instance_norms(net)
+    for layer in layers:
+        layer.graph_form = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.graph_form = False
 
 
 @contextmanager

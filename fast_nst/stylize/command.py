@@ -123,7 +123,7 @@ def run_video(cfg, stylizer: Stylizer, style: dict) -> int:
     smoother = make_smoother(cfg.temporal, cfg.temporal_strength)
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TaskProgressColumn(), TextColumn("{task.fields[fps]:.2f} frames/s"), TimeRemainingColumn())
-    console.print(f"[bold]{stylizer.style_name}[/] on {stylizer.device}: {src}"
+    console.print(f"[bold]{stylizer.style_name}[/] on {stylizer.device} ({stylizer.capabilities.runtime}): {src}"
                   + (f", temporal smoothing {cfg.temporal} {cfg.temporal_strength}" if smoother else ""))
     try:
         with Progress(*columns, console=console) as progress:
@@ -152,10 +152,12 @@ def run_video(cfg, stylizer: Stylizer, style: dict) -> int:
 def run(cfg) -> int:
     """Returns the number of inputs that failed."""
     validate_stylize(cfg)
-    stylizer = Stylizer.load(cfg.ckpt, device=cfg.device, half=cfg.half, channels_last=cfg.channels_last,
-                             preserve_color=cfg.preserve_color, tile=cfg.tile, tile_overlap=cfg.tile_overlap,
-                             tile_stats=cfg.tile_stats, tile_stats_size=cfg.tile_stats_size,
-                             style_size=cfg.style_size)
+    stylizer = Stylizer.load(cfg.ckpt, device=cfg.device, runtime=cfg.runtime, half=cfg.half,
+                             channels_last=cfg.channels_last, preserve_color=cfg.preserve_color, tile=cfg.tile,
+                             tile_overlap=cfg.tile_overlap, tile_stats=cfg.tile_stats,
+                             tile_stats_size=cfg.tile_stats_size, style_size=cfg.style_size)
+    if stylizer.runtime_note:
+        console.print(f"[yellow]note[/] {stylizer.runtime_note}", soft_wrap=True)
     runs = style_runs(cfg, stylizer)
     if is_video(str(cfg.input)):
         if len(runs) != 1:
@@ -189,7 +191,7 @@ def _stylize_files(cfg, stylizer: Stylizer, files: list[Path], base: Path | None
     todo = [(f, o) for f, o in zip(files, outs) if cfg.overwrite or not o.exists()]
     console.print(f"[bold]{stylizer.name}[/] ({stylizer.kind}) as [bold]{label}[/]"
                   + (f" at strength {cfg.strength:g}" if cfg.strength != 1 else "")
-                  + f" on {stylizer.device}: {len(todo)} image(s)"
+                  + f" on {stylizer.device} ({stylizer.capabilities.runtime}): {len(todo)} image(s)"
                   + (f" ({len(files) - len(todo)} already done)" if len(todo) < len(files) else ""))
     failed: list[str] = []
     written = 0

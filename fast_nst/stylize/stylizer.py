@@ -7,36 +7,44 @@
     stylizer.stylize_tensor(x, style="udnie")                               # (B,3,H,W) in [0,1]
     adain = Stylizer.load("adain")                  # a kind's pretrained weights, fetched on first use
     adain(photo, style_image="painting.jpg", strength=0.8)                  # any painting
+    fast = Stylizer.load("starry_night", runtime="onnx-int8")               # ONNX Runtime, int8 (CPU)
 
 Style arguments everywhere: `style` (one of the network's paintings, by name), `style_weights`
 (a mix: {name: weight}, normalised to sum 1), `style_image` (painting file(s) or images, for
 arbitrary-style kinds) and `strength` (0 = the photo, 1 = full style). What they mean for a kind
 is the kind's `condition`/`stylize` (fast_nst/kinds/); the resolved conditioning is cached, so a
 folder or a video pays for it once.
+
+The network is anything with the inference interface of fast_nst.kinds.base (`InferenceNetwork`):
+a PyTorch kind, or an ONNX graph behind `fast_nst.stylize.onnx.OnnxNetwork` (`runtime=`, see
+fast_nst.stylize.runtimes). What it can do (devices, float16, tiles) is its declared `capabilities`.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from PIL import Image
 
 from fast_nst.stylize.color import finish
-from fast_nst.io.export import ExportInfo, load_network
-from fast_nst.io.errors import MissingPathError
+from fast_nst.io.export import ExportInfo
+from fast_nst.io.errors import ConfigError, MissingPathError
 from fast_nst.io.images import ImageError, limit_size, open_image, pil_to_tensor, tensor_to_pil, to_rgb
 from fast_nst.io.paths import PROJECT_ROOT
-from fast_nst.kinds.base import StyleNetwork, check_strength
+from fast_nst.kinds.base import InferenceNetwork, check_strength
 
 CHECKPOINT_DIR = PROJECT_ROOT / "checkpoints"  # the shipped models: the checkout's, or the installed copy
 
 
-def pick_device(device: str = "auto") -> torch.device:
+def pick_device(device: str = "auto", allowed: tuple[str, ...] | None = None) -> torch.device:
+    """`device` as a torch.device; `auto`: CUDA when present (and in `allowed`, the device types
+    a network runs on; None = any), else the CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        cuda = torch.cuda.is_available() and (allowed is None or "cuda" in allowed)
+        return torch.device("cuda" if cuda else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device={device} but CUDA is not available here; use device=cpu or auto")
     return torch.device(device)
@@ -82,7 +90,9 @@ def _freeze_key(v: Any) -> Any:
 
 
 class Stylizer:
-    """A trained network ready to stylize: `Stylizer.load(ckpt)` dispatches on the export's kind.
+    """A trained network ready to stylize: `Stylizer.load(ckpt)` dispatches on the export's kind
+    (and `runtime=`, fast_nst.stylize.runtimes: by default the file as it is, PyTorch for an export;
+    `onnx`/`onnx-int8` for ONNX Runtime on the CPU; stylize.py and the web page default to `auto`).
 
     The output has the input's size (after `max_size`, which caps the long side). Grayscale and
     palette images are stylized in colour; RGBA keeps its alpha channel; EXIF rotation is applied.
@@ -90,48 +100,53 @@ class Stylizer:
     Everything goes through `stylize_tensor` ((B, 3, H, W) in [0, 1] -> same shape), which images,
     video (fast_nst.stylize.video) and tiles share: `preserve_color` / `strength` (fast_nst.stylize.color) finish
     the network's output, `tile` > 0 runs images larger than that in tiles with whole-image
-    instance-norm statistics (fast_nst.stylize.tiling). A `.onnx` checkpoint runs with ONNX Runtime on the
-    CPU (fast_nst.stylize.onnx.OnnxStylizer).
+    instance-norm statistics (fast_nst.stylize.tiling; networks whose capabilities include tiles).
     """
 
-    def __init__(self, net: StyleNetwork | Callable[[torch.Tensor], torch.Tensor], info: ExportInfo | None = None,
+    def __init__(self, net: InferenceNetwork, info: ExportInfo | None = None,
                  device: str = "auto", half: bool = False, channels_last: bool = True, *,
                  preserve_color: bool = False, tile: int | None = None, tile_overlap: int = 64,
                  tile_stats: str = "thumbnail", tile_stats_size: int = 2048, style_size: int | None = None):
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        caps = net.capabilities
         self.preserve_color = bool(preserve_color)
         # long side of style_image paintings for arbitrary-style kinds (None: the kind's default)
         self.style_size = int(style_size) if style_size else None
-        if isinstance(net, torch.nn.Module):
-            self.device = pick_device(device)
-            self.half = half and self.device.type == "cuda"
-            self.net = net.to(self.device, memory_format=self.memory_format).eval()
-            if self.half:
-                self.net = self.net.half()
-        else:  # a tensor-in, tensor-out runtime such as OnnxStylizer (CPU, per-style networks)
-            if device not in ("auto", "cpu"):
-                raise ValueError(f"device={device}: this checkpoint runs with ONNX Runtime on the CPU; "
-                                 "use device=auto or cpu, or the .safetensors checkpoint for CUDA")
-            self.device, self.half, self.net = torch.device("cpu"), False, net
+        self.device = pick_device(device, caps.devices)
+        if caps.devices is not None and self.device.type not in caps.devices:
+            raise ConfigError(f"device={device}: {caps.runtime} runs on {', '.join(caps.devices)}; "
+                              "use device=auto or cpu, or runtime=torch")
+        self.half = half and self.device.type == "cuda"
+        if self.half and not caps.half:
+            raise ConfigError(f"half=true: {caps.runtime} has no float16 path; use runtime=torch")
+        channels_last = channels_last and caps.channels_last  # a layout hint: ignored where it means nothing
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = net.prepare(self.device, self.half, channels_last)
         self.info = info
         self._conditions: dict[Any, Any] = {}
         self.tile = int(tile) if tile else None
         if self.tile:
             from fast_nst.stylize.tiling import STATS_MODES, tile_spans
 
-            if not isinstance(net, torch.nn.Module):
-                raise ValueError("tile= needs a PyTorch checkpoint (.safetensors): tiles take whole-image "
-                                 "instance-norm statistics from the network's norm layers, which an ONNX "
-                                 "graph does not expose")
+            if not caps.tiles:
+                raise ConfigError(f"tile= needs runtime=torch: tiles take whole-image instance-norm statistics from "
+                                  f"the network's norm layers, which {caps.runtime} does not expose")
             if tile_stats not in STATS_MODES:
                 raise ValueError(f"tile_stats must be one of {', '.join(STATS_MODES)}, got {tile_stats!r}")
             tile_spans(4 * self.tile, self.tile, tile_overlap)  # raises on a bad tile / overlap pair now
         self.tile_overlap, self.tile_stats, self.tile_stats_size = tile_overlap, tile_stats, tile_stats_size
+        self.runtime_note = ""  # set by load: why runtime=auto chose what it chose, when the user should know
 
     @classmethod
-    def load(cls, ckpt: str | os.PathLike, device: str = "auto", **kwargs) -> "Stylizer":
+    def load(cls, ckpt: str | os.PathLike, device: str = "auto", runtime: str | None = None,
+             session: dict | None = None, **kwargs) -> "Stylizer":
+        """`ckpt`: an export (.safetensors), one of its ONNX graphs (.onnx), a name in checkpoints/,
+        or a kind with pretrained weights (e.g. "adain"). `runtime`: one of fast_nst.stylize.runtimes.RUNTIMES;
+        None runs the file as it is (PyTorch for an export, ONNX Runtime for a graph). `session`:
+        ONNX Runtime options when a graph runs (threads, spinning: fast_nst.stylize.onnx.OnnxStylizer)."""
+        from fast_nst.stylize.runtimes import open_network
+
         try:
-            path = find_checkpoint(ckpt)
+            path, pretrained = find_checkpoint(ckpt), None
         except MissingPathError:
             from fast_nst.kinds import pretrained_network
 
@@ -139,37 +154,31 @@ class Stylizer:
             pretrained = pretrained_network(str(ckpt)) if not Path(str(ckpt)).suffix else None
             if pretrained is None:
                 raise
-            net, info = pretrained
-            return cls(net, info, device=device, **kwargs)
-        if path.suffix.lower() == ".onnx":
-            from fast_nst.stylize.onnx import OnnxStylizer
+            path = None
+        wants = [k for k in ("tile", "half") if kwargs.get(k)]
+        opened = open_network(path, runtime, device=device, pretrained=pretrained, session=session,
+                              wants_torch=", ".join(f"{k}=" for k in wants))
+        st = cls(opened.net, opened.info, device=device, **kwargs)
+        st.runtime, st.runtime_note = opened.runtime, opened.note
+        return st
 
-            kwargs.pop("half", None)
-            kwargs.pop("channels_last", None)
-            onnx = OnnxStylizer(path)
-            return cls(onnx, onnx.info, device=device, **kwargs)
-        net, info = load_network(path)
-        return cls(net, info, device=device, **kwargs)
+    @property
+    def capabilities(self):
+        return self.net.capabilities
 
     @property
     def kind(self) -> str:
-        return getattr(self.net, "kind", "johnson")  # ONNX graphs are exported per-style networks
+        return self.net.kind
 
     @property
     def styles(self) -> list[str]:
         """The names of the paintings the network holds (style= choices)."""
-        names = getattr(self.net, "style_names", None)
-        if names is None:  # ONNX: the painting recorded in the graph's metadata
-            return [self.style_name]
-        return names
+        return self.net.style_names
 
     @property
     def style_name(self) -> str:
         """The painting of a per-style network (or the export's name for others)."""
-        if not isinstance(self.net, torch.nn.Module):  # ONNX: the painting of the export it came from
-            info = self.info or getattr(self.net, "info", None)
-            return info.styles[0].name if info is not None and info.styles else self.name
-        names = getattr(self.net, "style_names", None) or []
+        names = self.net.style_names
         return names[0] if len(names) == 1 else self.name
 
     @property
@@ -177,24 +186,14 @@ class Stylizer:
         """The export's file name (stem), or its painting for an in-memory per-style network."""
         if self.info is not None and self.info.path is not None:
             return self.info.path.stem
-        path = getattr(self.net, "path", None)  # ONNX runtime
-        if path is not None:
-            return Path(path).stem
-        names = getattr(self.net, "style_names", None) or []
+        names = self.net.style_names
         return names[0] if len(names) == 1 else self.kind
 
     def condition(self, style: str | None = None, style_weights: Mapping[str, float] | Sequence[float] | None = None,
                   style_image: Any = None) -> Any:
         """The network's conditioning for these style arguments, computed once and cached (a style
         image given as a file path is cached by path; images and tensors are not cached)."""
-        if not hasattr(self.net, "condition"):  # ONNX: one painting, nothing to choose
-            if style not in (None, self.style_name) or style_weights is not None or style_image is not None:
-                from fast_nst.kinds.base import StyleChoiceError
-
-                raise StyleChoiceError(f"this ONNX graph holds one painting ({self.style_name}); "
-                                       "style=, style_weights= and style_image= do not apply")
-            return None
-        kw = {"style_size": self.style_size} if getattr(self.net, "arbitrary_style", False) else {}
+        kw = {"style_size": self.style_size} if self.net.arbitrary_style else {}
         key = (style, _freeze_key(style_weights), _freeze_key(style_image))
         if _NO_CACHE in key:
             return self.net.condition(style=style, style_weights=style_weights, style_image=style_image, **kw)
@@ -215,12 +214,8 @@ class Stylizer:
             raise ValueError(f"stylize_tensor expects (B, 3, H, W), got {tuple(x.shape)}")
         check_strength(strength)
         src = x.device
-        if strength == 0.0 and getattr(self.net, "strength_blends", True):
+        if strength == 0.0 and self.net.strength_blends:
             return x.detach().float().clone()  # the photo itself: skip the network
-        if not isinstance(self.net, torch.nn.Module):  # ONNX Runtime: a per-style network, strength blends
-            y = self.net(x.detach().float().cpu())
-            return finish(y, x.detach().float().cpu(), preserve_color=self.preserve_color,
-                          strength=strength).clamp_(0, 1).to(src)
         cond = self.condition(style, style_weights, style_image)
         if self.tile and max(x.shape[-2:]) > self.tile:
             from fast_nst.stylize.tiling import stylize_tiled
@@ -234,7 +229,7 @@ class Stylizer:
         else:
             xd = x.to(self.device, torch.float16 if self.half else torch.float32,
                       memory_format=self.memory_format, non_blocking=True)
-            own_color = getattr(self.net, "own_preserve_color", False)
+            own_color = self.net.own_preserve_color
             kw = {"preserve_color": self.preserve_color} if own_color else {}
             y = self.net.stylize(xd, cond, strength, **kw).float().clamp_(0, 1)
             if own_color:

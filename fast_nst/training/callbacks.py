@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 import logging
 import os
 import platform
 import time
 from pathlib import Path
+from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -46,8 +48,9 @@ class ExportCallback(pl.Callback):
     this callback's checkpoint state) and the machine.
     """
 
-    def __init__(self, dir: str, name: str, log_artifact: bool, thumbnail_size: int):
+    def __init__(self, dir: str, name: str, log_artifact: bool, thumbnail_size: int, onnx: Sequence[str] = ()):
         self.dir, self.name, self.log_artifact, self.thumbnail_size = Path(dir), name, log_artifact, thumbnail_size
+        self.onnx = list(onnx or [])  # ONNX graphs to write beside the export (fast_nst.stylize.runtimes.GRAPHS)
         self.path: Path | None = None
         self.model_card: dict = {}
         self._seconds_before = 0.0  # training time of earlier sessions of this run
@@ -86,6 +89,7 @@ class ExportCallback(pl.Callback):
                                    loss_net=dict(hp.loss_net), vgg_weights=module.vgg_source, model_card=card,
                                    thumbnail_size=self.thumbnail_size)
         log.info("exported %s (step %d)", self.path, trainer.global_step)
+        self._write_graphs(module.net)
         if self.log_artifact:
             from pytorch_lightning.loggers import WandbLogger
 
@@ -98,6 +102,22 @@ class ExportCallback(pl.Callback):
                                                    "step": trainer.global_step})
                     art.add_file(str(self.path))
                     lg.experiment.log_artifact(art)
+
+    def _write_graphs(self, net) -> None:
+        """The export's ONNX graphs beside it. Optional extras: a failure is logged, not raised."""
+        if not self.onnx or not net.graph_export:
+            return
+        from fast_nst.io.export import read_export
+        from fast_nst.stylize.runtimes import write_graphs
+
+        try:
+            for path in write_graphs(self.path, copy.deepcopy(net).cpu().float().eval(), read_export(self.path),
+                                     self.onnx, say=log.info).values():
+                log.info("wrote %s", path)
+        except Exception as e:  # noqa: BLE001 - the .safetensors is the result; graphs can be made later
+            log.warning("could not write the ONNX graphs of %s (%s: %s); the export is complete, and "
+                        "`python -m fast_nst export ckpt=%s` retries them", self.path, type(e).__name__,
+                        str(e).splitlines()[0] if str(e) else "", self.path)
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._export(trainer, module)

@@ -34,6 +34,9 @@ class AdaINNetwork(StyleNetwork):
     arbitrary_style = True
     strength_blends = False     # strength is AdaIN's alpha: 0 decodes the photo's own features
     own_preserve_color = True   # the paper's colour control: recolour the painting to the photo
+    # Not written as an ONNX graph: the photo's VGG19 encoder (most of its time) would be in it, and
+    # strength / preserve_color act between encoder and decoder. Runs in PyTorch (runtime=torch).
+    graph_export = False
 
     def __init__(self, styles: list[Painting], *, decoder: str | None, encoder_weights: str, style_size: int | None):
         super().__init__()

@@ -54,6 +54,19 @@ class ConditionalStyleNetwork(StyleNetwork, TransformerNet):
     def mixed_condition(self, weights: list[float]) -> torch.Tensor:
         return torch.tensor(weights, dtype=torch.float32, device=self.device)
 
+    # ------------------------------------------------------------------ ONNX: the mixing weights are an input
+    def graph_inputs(self) -> dict[str, int]:
+        return {"style_weights": len(self.styles)}
+
+    def graph_feed(self, x: torch.Tensor, cond: torch.Tensor, strength: float) -> dict[str, torch.Tensor]:
+        w = cond.cpu()
+        if not torch.is_floating_point(w):  # one painting: its row
+            w = torch.nn.functional.one_hot(w, len(self.styles))
+        return {"style_weights": w.float().reshape(-1, len(self.styles)).expand(x.shape[0], -1)}
+
+    def graph_forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        return self(x, style_weights)
+
     # ------------------------------------------------------------------ adding paintings
     @classmethod
     def for_training(cls, config: Mapping, paintings: list[Painting], base=None) -> "ConditionalStyleNetwork":

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fast_nst.kinds.base import StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength, paired_batch
+from fast_nst.kinds.base import (StyleChoiceError, StyleNetwork, arbitrary_paintings, check_strength,
+                                 embedding_feed, paired_batch)
 from fast_nst.kinds.magenta.networks import StyleParameters, StylePredictor
 
 
@@ -85,6 +86,16 @@ class EmbeddingStyleNetwork(StyleNetwork):
             # stylization while staying a rendering by the network)
             e = torch.lerp(self.embed(x).to(e.dtype), e, float(strength))
         return self(x, e)
+
+    # ------------------------------------------------------------------ ONNX: the embedding is an input
+    def graph_inputs(self) -> dict[str, int]:
+        return {"embedding": self.style_params.linear.in_features}
+
+    def graph_feed(self, x: torch.Tensor, cond: torch.Tensor, strength: float) -> dict[str, torch.Tensor]:
+        return {"embedding": embedding_feed(self, x, cond, strength)}  # the predictor stays in PyTorch
+
+    def graph_forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return self(x, embedding)
 
     # ------------------------------------------------------------------ training
     def parameter_groups(self) -> list[dict]:
