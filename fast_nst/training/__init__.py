@@ -7,6 +7,7 @@
     checkpoint_io.py  Lightning checkpoints written atomically, read weights_only
     warm_start.py     what a network starts from: rows / rows_then_all / convs of a multi-style export
     time_budget.py    train for N minutes, a checkpoint every M minutes (wall or CPU clock)
+    distill.py        distillation: a student trained on a teacher export's objective and outputs
     data/             training photos (and paintings, for the any-painting kinds)
 
 May import: fast_nst.io, fast_nst.weights, fast_nst.models, fast_nst.kinds, fast_nst.stylize.

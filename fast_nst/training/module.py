@@ -23,7 +23,8 @@ from fast_nst.training.warm_start import WarmStart, build_warm_start
 
 log = logging.getLogger("fast_nst")
 
-SCALAR_TERMS = ("loss", "content", "style", "tv")
+# logged when a step's terms hold them (objective, pixel, feature: distillation, fast_nst/training/distill.py)
+SCALAR_TERMS = ("loss", "content", "style", "tv", "objective", "pixel", "feature")
 # Weight of the newest step in the running mean of log gradient norms (optim.spike_clip): ~50 steps.
 GRAD_NORM_MEAN_RATE = 0.02
 
@@ -113,22 +114,25 @@ class StyleTransferModule(pl.LightningModule):
     """Arguments mirror the config groups `model` (with its `kind`), `loss`, `loss_net`, `optim`,
     `perf`; `paintings` are the training paintings (dicts of `Painting`), `seed` seeds which
     painting each image draws, `init_from` an export to continue from (add_style), `warm_start`
-    the config of what the network starts from (fast_nst/warm_start.py; None: random weights).
+    the config of what the network starts from (fast_nst/training/warm_start.py; None: random
+    weights), `distill` the teacher export and the weights of its targets (conf/train.yaml
+    `distill`, fast_nst/training/distill.py).
 
     The frozen loss network is not part of Lightning checkpoints (it is rebuilt from `loss_net`),
     which keeps checkpoints at the size of the small network.
     """
 
     def __init__(self, model: dict, loss: dict, loss_net: dict, paintings: list[dict], optim: dict,
-                 perf: dict, seed: int, init_from: str | None = None, warm_start: dict | None = None):
+                 perf: dict, seed: int, init_from: str | None = None, warm_start: dict | None = None,
+                 distill: dict | None = None):
         super().__init__()
-        model, loss, loss_net, paintings, optim, warm_start = map(_plain, (model, loss, loss_net, paintings, optim,
-                                                                       warm_start))
+        model, loss, loss_net, paintings, optim, warm_start, distill = map(
+            _plain, (model, loss, loss_net, paintings, optim, warm_start, distill))
         self.perf = PerfOptions.from_config(perf)
         self.seed = int(seed)
         self.save_hyperparameters(dict(model=model, loss=loss, loss_net=loss_net, paintings=paintings,
                                        optim=optim, perf=vars(self.perf), seed=self.seed, init_from=init_from,
-                                       warm_start=warm_start))
+                                       warm_start=warm_start, distill=distill))
         kind, net_cfg = split_model_config(model)
         base = None
         if init_from:
@@ -138,6 +142,12 @@ class StyleTransferModule(pl.LightningModule):
         self.warm_start = build_warm_start(warm_start) or WarmStart()
         self.net = self.warm_start.build(kind, net_cfg, [Painting.from_dict(p) for p in paintings], base)
         self.criterion = self.net.build_objective(loss, loss_net, vgg_pass=self.perf.vgg_pass)
+        if distill:
+            from fast_nst.training.distill import Distillation, load_teacher
+
+            teacher, _ = load_teacher(distill["teacher"])
+            self.criterion = Distillation(self.criterion, teacher, distill["pixel_weight"], distill["feature_weight"],
+                                          distill["feature_layers"])
         encoder = getattr(self.criterion, "encoder", None)
         self.memory_format = torch.channels_last if self.perf.channels_last else torch.contiguous_format
         if self.perf.channels_last:
@@ -169,9 +179,15 @@ class StyleTransferModule(pl.LightningModule):
         """From a composed conf/train.yaml; `paintings` default to `styles` or the `style` group."""
         if paintings is None:
             paintings = run_paintings(cfg)
+        teacher = cfg.get("teacher")
+        distill = None
+        if teacher:  # a name in checkpoints/ or a file (fast_nst.training.run checked it can teach)
+            from fast_nst.stylize.stylizer import find_checkpoint
+
+            distill = {**_plain(cfg.distill), "teacher": str(find_checkpoint(teacher))}
         return cls(model=cfg.model, loss=cfg.loss, loss_net=cfg.loss_net, paintings=[p.to_dict() for p in paintings],
                    optim=cfg.optim, perf=cfg.perf, seed=cfg.seed, init_from=cfg.get("init_from"),
-                   warm_start=cfg.get("warm_start"))
+                   warm_start=cfg.get("warm_start"), distill=distill)
 
     # -- checkpoints: drop the frozen loss network (tens of MB), check the network matches ----
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -233,6 +249,8 @@ class StyleTransferModule(pl.LightningModule):
         batch, photos = prepare_batch(batch, self.memory_format)
         bs = photos.shape[0]
         idx = self._draw_styles(bs)
+        if self.hparams.distill:  # the first part of a distillation run: the pixel target alone
+            self.criterion.pixel_only = self.global_step < self.hparams.distill["pixel_only"] * self.trainer.max_steps
         _, terms = self.net.training_step(self.criterion, batch, idx, forward=self._net_fn)
         self.last_terms = {k: v.detach() for k, v in terms.items()}  # named by NonFiniteLossGuard
         self._log_terms(terms, "train", bs, prog_bar=True)
@@ -278,7 +296,8 @@ class StyleTransferModule(pl.LightningModule):
         if len(columns) > 1:
             for label, _, terms in columns:
                 self._log_terms(terms, "val", bs, suffix=f"/{label}")
-        self._log_terms({k: torch.stack([t[k] for t in per_column]).mean() for k in SCALAR_TERMS}, "val", bs)
+        self._log_terms({k: torch.stack([t[k] for t in per_column]).mean() for k in SCALAR_TERMS
+                         if k in per_column[0]}, "val", bs)
         if batch_idx == 0:
             # content | stylized with each painting, one row per validation photo
             self._val_grid = torch.stack([photos] + [o.to(photos.dtype) for o in outputs], 1).flatten(0, 1).float().cpu()

@@ -92,9 +92,41 @@ def _apply_init_from(cfg: DictConfig) -> None:
     log.info("init_from=%s: training against its recorded loss and loss network", init)
 
 
+def _apply_teacher(cfg: DictConfig) -> list[Painting] | None:
+    """`teacher` set (experiment=distill): the student learns the teacher's paintings against the
+    teacher's objective, as a network of the teacher's kind (johnson or cin) with the shape options
+    of `model`. Returns the paintings (None without a teacher)."""
+    name = cfg.get("teacher")
+    if not name:
+        return None
+    from fast_nst.training.distill import DISTILLABLE_KINDS
+    from fast_nst.io.export import read_export
+    from fast_nst.stylize.stylizer import find_checkpoint
+
+    if cfg.get("init_from"):
+        raise ConfigError("teacher= and init_from= together: a distilled network starts from scratch "
+                          "(drop init_from)")
+    path = find_checkpoint(name)
+    info = read_export(path)
+    if info.kind not in DISTILLABLE_KINDS:
+        raise ConfigError(f"teacher={name} is a {info.kind} network; distillation takes a per-style (johnson) "
+                          f"or multi-style (cin) export, e.g. teacher=starry_night or teacher=six_paintings")
+    objective_from_export(cfg, info)
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model["kind"] = info.kind
+    if info.kind == "cin":
+        model.pop("norm", None)  # conditional instance norm: the kind's own
+    cfg.model = OmegaConf.create(model)
+    log.info("teacher=%s: a %s student of %s, against the teacher's loss and loss network",
+             path, info.kind, ", ".join(info.style_names))
+    return list(info.styles)
+
+
 def model_card_of_run(cfg: DictConfig) -> dict:
     """The recipe part of a model card: config choices, the command line, seed, photos."""
     card: dict = {"seed": cfg.seed, "training_photos": {"root": str(cfg.data.get("root"))}}
+    if cfg.get("teacher"):
+        card["teacher"] = {"export": Path(cfg.teacher).name, "distill": OmegaConf.to_container(cfg.distill)}
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
@@ -115,7 +147,7 @@ def train(cfg: DictConfig) -> dict:
     warm = build_warm_start(cfg.get("warm_start"))
     if warm is not None:
         warm.prepare(cfg)   # the network kind and shape, the objective, init_from (add the painting)
-    paintings = run_paintings(cfg)
+    paintings = _apply_teacher(cfg) or run_paintings(cfg)
     apply_steps_per_style(cfg, paintings)
     _apply_init_from(cfg)
     # plain lists and dicts, not OmegaConf containers: the data module's hyperparameters go into every

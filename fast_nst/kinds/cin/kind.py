@@ -17,7 +17,7 @@ import torch
 from fast_nst.kinds import register_kind
 from fast_nst.kinds.base import StyleChoiceError, StyleNetwork
 from fast_nst.models.norms import ConditionalInstanceNorm2d
-from fast_nst.models.transformer import TransformerNet
+from fast_nst.models.transformer import TransformerNet, shape_options
 from fast_nst.io.paintings import Painting
 
 log = logging.getLogger("fast_nst")
@@ -29,13 +29,14 @@ class ConditionalStyleNetwork(StyleNetwork, TransformerNet):
     draws_styles = True
 
     def __init__(self, styles: list[Painting], *, width: float, upsample: str, num_res_blocks: int,
-                 tanh_scale: float):
+                 tanh_scale: float, outer_kernel: int = 9, block: str = "conv"):
         if not styles:
             raise ValueError("a cin network needs at least one painting (styles=[...])")
         super().__init__(width=width, norm="conditional", upsample=upsample, num_res_blocks=num_res_blocks,
-                         tanh_scale=tanh_scale, num_styles=len(styles))
+                         tanh_scale=tanh_scale, num_styles=len(styles), outer_kernel=outer_kernel, block=block)
         self.styles = list(styles)
-        self.config = dict(width=width, upsample=upsample, num_res_blocks=num_res_blocks, tanh_scale=tanh_scale)
+        self.config = dict(width=width, upsample=upsample, num_res_blocks=num_res_blocks, tanh_scale=tanh_scale,
+                           **shape_options(outer_kernel=outer_kernel, block=block))
         self._trained = list(range(len(styles)))
 
     def conditional_norms(self) -> list[ConditionalInstanceNorm2d]:
@@ -66,6 +67,23 @@ class ConditionalStyleNetwork(StyleNetwork, TransformerNet):
 
     def graph_forward(self, x: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         return self(x, style_weights)
+
+    def single_style(self, style: str) -> StyleNetwork:
+        """The per-style (johnson) network of one painting: every shared weight copied, and each
+        conditional norm's row for `style` as a plain instance norm's scale and shift. It computes
+        exactly what this network does with style=`style` (its ONNX export needs no style input)."""
+        from fast_nst.kinds import get_kind
+
+        if style not in self.style_names:
+            raise StyleChoiceError(f"style={style}: this network knows {', '.join(self.style_names)}")
+        i = self.style_names.index(style)
+        cfg = {k: v for k, v in self.config.items()}
+        net = get_kind("johnson")([self.styles[i]], norm="instance", **cfg)
+        rows = {id(m) for m in self.conditional_norms()}
+        norms = {f"{name}.{p}" for name, m in self.named_modules() if id(m) in rows for p in ("weight", "bias")}
+        state = {k: (v[i] if k in norms else v).detach().clone() for k, v in self.state_dict().items()}
+        net.load_state_dict(state)
+        return net.to(self.device)
 
     # ------------------------------------------------------------------ adding paintings
     @classmethod
