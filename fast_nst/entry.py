@@ -5,7 +5,7 @@ installed wheel: fast_nst.io.paths), so it runs from any folder; `fast-nst COMMA
 its options. All follow fast_nst.cli's convention: a user error is one line, exit 0 success,
 1 failure, 2 bad usage. The checkout's train.py, stylize.py, optimize.py and app.py are aliases
 of `fast-nst train|stylize|optimize|app`, and so are the fast-nst-train, fast-nst-stylize,
-fast-nst-optimize and fast-nst-export console scripts.
+fast-nst-optimize, fast-nst-export and fast-nst-stylize-dataset console scripts.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ COMMANDS: dict[str, Command] = {
     "export": Command("export", "export", "fast_nst.stylize.export_command:run",
                       "write an export's ONNX graphs (fp32, int8) beside it, checked against PyTorch",
                       failures_exit=True),
+    "stylize-dataset": Command("stylize_dataset", "stylize_dataset", "fast_nst.dataset.job:run",
+                               "stylize a whole dataset on Ray Data, a painting per image, resumable "
+                               "(the scale extra)", failures_exit=True),
     "quality": Command("optimize", "quality", "fast_nst.optimize.quality_command:run",
                        "how many L-BFGS iterations one forward pass of a network equals"),
     "app": Command("app", "app", "fast_nst.app.page:serve",
@@ -114,3 +117,8 @@ def optimize() -> None:
 def export() -> None:
     """The fast-nst-export console script: `fast-nst export`."""
     main(["export", *sys.argv[1:]])
+
+
+def stylize_dataset() -> None:
+    """The fast-nst-stylize-dataset console script: `fast-nst stylize-dataset`."""
+    main(["stylize-dataset", *sys.argv[1:]])

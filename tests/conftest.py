@@ -180,7 +180,7 @@ def data_module(**overrides):
 
 # Config roots of their own (what stylize.py / optimize.py point hydra.main at): a config name here
 # composes from conf/<name>/, everything else from conf/ (train.py's root).
-OWN_ROOTS = ("stylize", "optimize", "export")
+OWN_ROOTS = ("stylize", "optimize", "export", "stylize_dataset")
 
 
 def compose(config_name: str, overrides: list[str]):

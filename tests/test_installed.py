@@ -64,6 +64,7 @@ def test_the_installed_package_is_not_the_checkout(installed, tmp_path):
     (["fast-nst-stylize", "--help"], ["Stylize images in one forward pass", "max_pixels:", "tile:"]),
     (["fast-nst-optimize", "--help"], ["content: assets/photos/chelsea_cat.jpg"]),
     (["python", "-m", "fast_nst", "stylize", "--help"], ["Stylize images in one forward pass"]),
+    (["fast-nst-stylize-dataset", "--help"], ["Stylize every image of a folder with Ray Data", "paintings: null"]),
 ])
 def test_help_from_any_folder(installed, tmp_path, command, expected):
     r = _run([installed / command[0], *command[1:]], cwd=tmp_path)

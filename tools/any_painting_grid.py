@@ -2,7 +2,7 @@
 on, for each network, plus a strength row per network.
 
     python tools/any_painting_grid.py                                   # -> docs/any_painting.jpg
-    python tools/any_painting_grid.py --ckpt adain magenta checkpoints/any_painting.safetensors \
+    python tools/any_painting_grid.py --ckpt magenta adain checkpoints/my_style_prediction.safetensors \
         --styles a.jpg b.jpg --output /tmp/g.jpg
 
 --ckpt takes any network kind that accepts any painting: `adain`, `magenta` (pretrained, no file)
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ["chelsea_cat", "astronaut", "picos_de_europa"]
 # free-licence photos as styles: none of them is in any training set of this project or of Magenta
 STYLES = ["paint_brushes", "fig_bowl", "forest_stream", "mountain_sunset", "dandelions"]
-NETWORKS = ["adain", "magenta", "checkpoints/any_painting.safetensors"]
+NETWORKS = ["magenta", "adain"]  # the shipped any-painting networks (a trained style_prediction export can be added)
 
 
 def square(img: torch.Tensor, side: int) -> torch.Tensor:

@@ -189,6 +189,35 @@ def validate_stylize(cfg: DictConfig) -> None:
     _raise(problems)
 
 
+def validate_dataset(cfg: DictConfig) -> None:
+    """stylize-dataset (fast_nst.dataset): sizes and counts positive, strength in [0, 1], a known
+    format, a JPEG quality, a writable output folder; before Ray or the network starts."""
+    from fast_nst.dataset.plan import FORMATS
+
+    _get(cfg, "ckpt"), _get(cfg, "input"), _get(cfg, "output")  # required values first
+    problems = _positive(cfg, "max_size", allow_none=True) + _positive(cfg, "max_pixels", allow_none=True)
+    problems += _positive(cfg, "style_size", allow_none=True) + _positive(cfg, "batch_size")
+    problems += _positive(cfg, "actors", allow_none=True) + _positive(cfg, "threads")
+    problems += _positive(cfg, "num_cpus", allow_none=True) + _positive(cfg, "object_store_mb")
+    problems += _positive(cfg, "progress_every_s", integer=False)
+    s = _get(cfg, "strength")
+    if not (isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s <= 1):
+        problems.append(f"strength={s}: must be between 0 (the photo) and 1 (full style)")
+    seed = _get(cfg, "seed")
+    if not (isinstance(seed, int) and not isinstance(seed, bool)):
+        problems.append(f"seed={seed}: must be an integer (it draws each image's painting)")
+    g = _get(cfg, "gpus")
+    if not (isinstance(g, (int, float)) and not isinstance(g, bool) and g >= 0):
+        problems.append(f"gpus={g}: GPUs per actor, 0 (CPU) or a positive number such as 0.25 or 1")
+    if _get(cfg, "format") not in FORMATS:
+        problems.append(f"format={_get(cfg, 'format')}: must be one of {', '.join(FORMATS)}")
+    q = _get(cfg, "quality")
+    if not (isinstance(q, int) and 1 <= q <= 100):
+        problems.append(f"quality={q}: JPEG/WebP quality must be an integer from 1 to 100")
+    problems += _writable_dir("output", _get(cfg, "output"))
+    _raise(problems)
+
+
 def output_names_a_file(output) -> bool:
     """stylize.py's output= names one file (an image or a video, by its extension), else a folder."""
     from fast_nst.stylize.video import VIDEO_EXTENSIONS

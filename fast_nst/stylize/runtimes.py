@@ -29,7 +29,7 @@ log = logging.getLogger("fast_nst")
 
 RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 GRAPHS = ("onnx", "onnx-int8")           # the runtimes that run an ONNX graph
-# What runtime=auto runs on a CPU when the graph is there: measured in scripts/bench_runtimes.py
+# What runtime=auto runs on a CPU when the graph is there: measured in benchmarks/bench_runtimes.py
 # (README, Runtimes): speed and quality of each runtime on the zoo's networks.
 AUTO_CPU = "onnx-int8"
 SUFFIX = {"onnx": ".onnx", "onnx-int8": "_int8.onnx"}

@@ -202,6 +202,11 @@ class Stylizer:
                                                        style_image=style_image, **kw)
         return self._conditions[key]
 
+    def clear_conditions(self) -> None:
+        """Forget the cached conditionings: a job drawing from thousands of paintings bounds its
+        memory this way (an AdaIN conditioning holds the painting's VGG features)."""
+        self._conditions.clear()
+
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor, style: str | None = None,
                        style_weights: Mapping[str, float] | Sequence[float] | None = None,
