@@ -88,7 +88,7 @@ def test_stylize_cli_user_error_exit_2_and_full_error_shows_the_traceback(tiny_e
 
 
 def test_stylize_a_folder_of_bad_images_writes_the_good_ones_and_names_the_rest(tiny_export, tmp_path, capsys):
-    from fast_nst import stylize_cli
+    from fast_nst.stylize import command as stylize_cli
 
     zoo = make_zoo(tmp_path / "zoo")
     out = tmp_path / "out"
@@ -118,7 +118,7 @@ def test_stylize_a_folder_of_bad_images_writes_the_good_ones_and_names_the_rest(
 
 
 def test_stylize_a_failure_inside_the_network_fails_that_input_only(tiny_export, tmp_path, monkeypatch, capsys):
-    from fast_nst import stylize_cli
+    from fast_nst.stylize import command as stylize_cli
     from fast_nst.stylize.stylizer import Stylizer
 
     src = tmp_path / "in"
