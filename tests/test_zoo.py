@@ -93,3 +93,34 @@ def test_the_shipped_multi_style_model(tmp_path):
     assert np.abs(outs["the_scream"] - outs["udnie"]).mean() > 10   # two different paintings
     r = run_script("stylize.py", "ckpt=six_paintings", f"input={photo}", f"output={tmp_path / 'x.jpg'}")
     assert r.returncode != 0 and "the_scream" in r.stderr and "shipwreck_of_the_minotaur" in r.stderr
+
+
+@pytest.mark.parametrize("name", ZOO + ["six_paintings"])
+def test_each_compact_model_is_small_and_paints_like_its_teacher(name):
+    """checkpoints/<name>_compact.safetensors (experiment=distill): under a tenth of its teacher's
+    weights, its card names the teacher and its loss against the teacher's on held-out photos, and
+    on a photo it paints close to the teacher (measured 16.6-21.7 dB at 512 px; starry_night's
+    teacher is the zoo's, the other five paintings' is six_paintings, whose rows they are)."""
+    import torch
+
+    from fast_nst.io.images import load_rgb, pil_to_tensor
+    from fast_nst.stylize.stylizer import Stylizer
+
+    student = Stylizer.load(f"{name}_compact", device="cpu", runtime="torch")
+    card = student.info.model_card
+    teacher_name = card["teacher"]["export"]
+    assert teacher_name == ("starry_night" if name == "starry_night" else "six_paintings")
+    teacher = Stylizer.load(teacher_name, device="cpu", runtime="torch")
+    weights = lambda st: sum(p.numel() for p in st.net.parameters())  # noqa: E731
+    assert weights(student) * 10 < weights(teacher)
+    painting = "starry_night" if name == "six_paintings" else name
+    quality = card["quality"] if "derived_from" in card else card["quality"][painting]
+    assert set(quality) >= {"(photo)", teacher_name}
+    style = {} if teacher.info.kind == "johnson" else {"style": painting}
+    x = pil_to_tensor(load_rgb(ROOT / "assets" / "photos" / "chelsea_cat.jpg")).unsqueeze(0)
+    x = torch.nn.functional.interpolate(x, size=(192, 256), mode="bilinear", antialias=True)
+    with torch.no_grad():
+        a = student.stylize_tensor(x, **({"style": painting} if student.info.kind == "cin" else {}))
+        b = teacher.stylize_tensor(x, **style)
+    psnr = -10 * torch.log10(torch.mean((a - b) ** 2)).item()
+    assert psnr > 14, f"{name}_compact is {psnr:.1f} dB from {teacher_name}"

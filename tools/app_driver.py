@@ -221,10 +221,14 @@ def live_in_browser(url: str, *, chromium: str, seconds: float = 10.0, painting:
             fps = (len(times) - 1) / ((times[-1] - times[0]) / 1000) if len(times) > 1 else 0.0
             switched = None
             if switch_to:
-                before = len(live["times"])
                 _choose(page, "#painting", switch_to)
-                # frames in flight were painted before the switch: wait for a few more
-                page.wait_for_function(f"() => window.__live.times.length > {before + 3}")
+                # count from when the menu shows the new painting (choosing takes a while on a busy
+                # machine, and frames keep arriving meanwhile); frames in flight then were painted
+                # before the switch: wait for a few more
+                page.wait_for_function("label => document.querySelector('#painting input').value.toLowerCase()"
+                                       ".includes(label)", arg=switch_to.lower())
+                after = page.evaluate("() => window.__live.times.length")
+                page.wait_for_function(f"() => window.__live.times.length > {after + 3}")
                 switched = _frame_bytes(page.evaluate("() => window.__live.srcs.at(-1)"))
             status = page.locator("#live_status").inner_text()
             if screenshot:
