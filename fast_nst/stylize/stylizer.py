@@ -225,12 +225,16 @@ class Stylizer:
         if self.tile and max(x.shape[-2:]) > self.tile:
             from fast_nst.stylize.tiling import stylize_tiled
 
-            if cond is not None:
-                raise ValueError("tile= works with per-style networks for now (their norm layers carry no "
-                                 "conditioning); stylize without tile=, or with max_size= to bound memory")
-            y = stylize_tiled(self.net, x.detach().float().cpu(), tile=self.tile, overlap=self.tile_overlap,
-                              stats=self.tile_stats, stats_size=self.tile_stats_size)
-            y = finish(y, x.detach().float().cpu(), preserve_color=False, strength=strength)
+            whole = x.detach().float().cpu()
+            if cond is None:
+                y = stylize_tiled(self.net, whole, tile=self.tile, overlap=self.tile_overlap,
+                                  stats=self.tile_stats, stats_size=self.tile_stats_size)
+            else:
+                y = torch.cat([stylize_tiled(self._conditioned(whole[k:k + 1], cond, strength), whole[k:k + 1],
+                                             tile=self.tile, overlap=self.tile_overlap, stats=self.tile_stats,
+                                             stats_size=self.tile_stats_size) for k in range(len(whole))])
+            # a kind whose strength is not a blend with the photo took it in its conditioning
+            y = finish(y, whole, preserve_color=False, strength=strength if self.net.strength_blends else 1.0)
         else:
             xd = x.to(self.device, torch.float16 if self.half else torch.float32,
                       memory_format=self.memory_format, non_blocking=True)
@@ -242,6 +246,27 @@ class Stylizer:
         if self.preserve_color:
             y = finish(y.cpu(), x.detach().float().cpu(), preserve_color=True, strength=1.0)
         return y.clamp_(0, 1).to(src)
+
+    def _conditioned(self, image: torch.Tensor, cond: Any, strength: float) -> torch.nn.Module:
+        """The network with its conditioning fixed, as a module of the image alone, for tiles: the
+        conditioning (and, for a kind whose strength is not a blend, the photo's side of it) comes
+        from the whole image, once, through the kind's graph inputs, so every tile gets the same."""
+        if not self.net.graph_export:
+            raise ConfigError(f"tile= does not work with {self.net.kind} networks (their conditioning is not a "
+                              "fixed input of the network); stylize without tile=, or with max_size= to bound memory")
+        net = self.net
+        feed = [t.to(self.device, next(net.parameters()).dtype)
+                for t in net.graph_feed(image.to(self.device), cond, strength).values()]
+
+        class Conditioned(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = net  # a submodule: the tiler finds its norm layers and its device
+
+            def forward(self, piece: torch.Tensor) -> torch.Tensor:
+                return self.net.graph_forward(piece, *feed)
+
+        return Conditioned()
 
     def stylize_batch(self, images: list[Image.Image], **style) -> list[Image.Image]:
         """Images of one size go through the network as one batch. `style`: as `stylize_tensor`."""
