@@ -1,17 +1,9 @@
-"""Stylize one photo by pixel optimisation (Gatys et al. 2016): python optimize.py content=IMG style=PAINTING
-(see conf/optimize/). Installed, the same is `fast-nst-optimize` (fast_nst/entry.py)."""
+"""Stylize one photo by pixel optimisation (Gatys et al. 2016): python optimize.py content=IMG style=PAINTING (options: conf/optimize/optimize.yaml, --help).
+The same as `fast-nst optimize` (fast_nst/entry.py)."""
 
-from omegaconf import DictConfig
+import sys
 
-from fast_nst.cli import hydra_main
-
-
-@hydra_main(version_base="1.3", config_path="conf/optimize", config_name="optimize")
-def main(cfg: DictConfig) -> None:
-    from fast_nst.entry import run_optimize
-
-    run_optimize(cfg)
-
+from fast_nst.entry import main
 
 if __name__ == "__main__":
-    main()
+    main(["optimize", *sys.argv[1:]])

@@ -1,5 +1,5 @@
 """Build hook: an installed wheel carries the checkout's conf/, assets/ and shipped models
-(checkpoints/*.safetensors) inside the package as fast_nst/_bundled/, where fast_nst.paths finds
+(checkpoints/*.safetensors) inside the package as fast_nst/_bundled/, where fast_nst.io.paths finds
 them, so the console scripts work from any folder. Everything else is in pyproject.toml."""
 
 import shutil

@@ -1,6 +1,6 @@
 """fast_nst: fast neural style transfer (Johnson et al. 2016) with Lightning, Hydra and W&B."""
 
-__version__ = "0.1.0"
+from fast_nst.io.version import __version__
 
 
 def _register_config_resolvers() -> None:
@@ -20,7 +20,7 @@ _register_config_resolvers()
 def __getattr__(name):
     # Lazy so `import fast_nst` stays cheap for CLI start-up and config tests.
     if name == "Stylizer":
-        from fast_nst.stylizer import Stylizer
+        from fast_nst.stylize.stylizer import Stylizer
 
         return Stylizer
     raise AttributeError(name)

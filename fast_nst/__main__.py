@@ -1,4 +1,4 @@
-"""`python -m fast_nst train|stylize|optimize|export key=value ...` (see fast_nst/entry.py)."""
+"""`python -m fast_nst COMMAND key=value ...`: the same as `fast-nst COMMAND` (fast_nst/entry.py)."""
 
 from fast_nst.entry import main
 

@@ -1,95 +1,124 @@
-"""Entry points of the installed package: `fast-nst-train`, `fast-nst-stylize`, `fast-nst-optimize`,
-`fast-nst-export` (console scripts) and `python -m fast_nst train|stylize|optimize|export ...`. They read the configs from
-the project root (`fast_nst.images.PROJECT_ROOT`: the checkout, or the copy inside an installed
-wheel), so they work from any folder. The checkout's train.py / stylize.py / optimize.py run the
-same bodies (`run_*`) with their own relative config paths."""
+"""The command line: `fast-nst COMMAND key=value ...` (also `python -m fast_nst COMMAND ...`).
+
+Every command is a Hydra app on its own config root in conf/ (the checkout's, or the copy inside an
+installed wheel: fast_nst.io.paths), so it runs from any folder; `fast-nst COMMAND --help` lists
+its options. All follow fast_nst.cli's convention: a user error is one line, exit 0 success,
+1 failure, 2 bad usage. The checkout's train.py, stylize.py, optimize.py and app.py are aliases
+of `fast-nst train|stylize|optimize|app`, and so are the fast-nst-train, fast-nst-stylize,
+fast-nst-optimize, fast-nst-export and fast-nst-stylize-dataset console scripts.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from fast_nst.cli import hydra_main
-from fast_nst.paths import PROJECT_ROOT
-
-CONF = PROJECT_ROOT / "conf"
+from fast_nst.cli import EXIT_FAILURE, EXIT_USAGE, hydra_main, run_cli
+from fast_nst.io.paths import CONF
 
 
-def run_train(cfg: DictConfig) -> None:
-    from fast_nst.cli import run_cli
-    from fast_nst.train import train as train_fn
+@dataclass(frozen=True)
+class Command:
+    root: str        # its config folder under conf/ ("" = conf/ itself)
+    config: str      # its config file in that folder
+    body: str        # "module:function" run with the composed config
+    summary: str     # one line for `fast-nst --help`
+    failures_exit: bool = False  # the body returns a count of failed inputs (or checks): exit 1 when any
+    env: tuple[tuple[str, str], ...] = ()  # environment defaults, set before torch is imported
 
-    run_cli(lambda: train_fn(cfg))
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("", "train", "fast_nst.training.run:train",
+                     "train a network on a painting (or several, or any) and export it"),
+    "stylize": Command("stylize", "stylize", "fast_nst.stylize.command:run",
+                       "stylize photos, folders, videos and huge images with a trained network",
+                       failures_exit=True),
+    "optimize": Command("optimize", "optimize", "fast_nst.optimize.command:run",
+                        "stylize one photo by optimising its pixels (Gatys et al.), no network"),
+    "export": Command("export", "export", "fast_nst.stylize.export_command:run",
+                      "write an export's ONNX graphs (fp32, int8) beside it, checked against PyTorch",
+                      failures_exit=True),
+    "stylize-dataset": Command("stylize_dataset", "stylize_dataset", "fast_nst.dataset.job:run",
+                               "stylize a whole dataset on Ray Data, a painting per image, resumable "
+                               "(the scale extra)", failures_exit=True),
+    "quality": Command("optimize", "quality", "fast_nst.optimize.quality_command:run",
+                       "how many L-BFGS iterations one forward pass of a network equals"),
+    "app": Command("app", "app", "fast_nst.app.page:serve",
+                   "the web page: upload a photo or a video, pick a network and a painting",
+                   # OpenMP's idle threads sleep instead of spinning: the page shares the CPU with the
+                   # browser and other requests, and spinning threads slowed the Live tab ~20x on a busy
+                   # 2-core machine (README, Web page)
+                   env=(("OMP_WAIT_POLICY", "PASSIVE"),)),
+}
 
 
-def run_stylize(cfg: DictConfig) -> None:
-    from fast_nst.cli import EXIT_FAILURE, run_cli
-    from fast_nst.stylize_cli import run
-
-    if run_cli(lambda: run(cfg)):
+def run_command(name: str, cfg: DictConfig) -> None:
+    """The body of command `name` on a composed config, under the exit-code convention."""
+    command = COMMANDS[name]
+    module, _, function = command.body.partition(":")
+    body = getattr(importlib.import_module(module), function)
+    if run_cli(lambda: body(cfg)) and command.failures_exit:
         sys.exit(EXIT_FAILURE)  # some inputs failed; each was named
 
 
-def run_export(cfg: DictConfig) -> None:
-    from fast_nst.cli import EXIT_FAILURE, run_cli
-    from fast_nst.export_cli import run
+def app_of(name: str):
+    """Command `name` as a Hydra app: call it with no arguments, it reads sys.argv."""
+    command = COMMANDS[name]
 
-    if run_cli(lambda: run(cfg)):
-        sys.exit(EXIT_FAILURE)  # a graph failed its check against PyTorch; the line said which
+    @hydra_main(version_base="1.3", config_path=str(CONF / command.root), config_name=command.config)
+    def app(cfg: DictConfig) -> None:
+        run_command(name, cfg)
 
-
-def run_optimize(cfg: DictConfig) -> None:
-    from fast_nst.cli import run_cli
-    from fast_nst.optimize_cli import run
-
-    run_cli(lambda: run(cfg))
+    return app
 
 
-def run_stylize_dataset(cfg: DictConfig) -> None:
-    from fast_nst.cli import EXIT_FAILURE, run_cli
-    from fast_nst.dataset.job import run
-
-    if run_cli(lambda: run(cfg)):
-        sys.exit(EXIT_FAILURE)  # some images failed (status=failed in the manifest); a rerun retries them
-
-
-@hydra_main(version_base="1.3", config_path=str(CONF), config_name="train")
-def train(cfg: DictConfig) -> None:
-    run_train(cfg)
-
-
-@hydra_main(version_base="1.3", config_path=str(CONF / "stylize"), config_name="stylize")
-def stylize(cfg: DictConfig) -> None:
-    run_stylize(cfg)
-
-
-@hydra_main(version_base="1.3", config_path=str(CONF / "optimize"), config_name="optimize")
-def optimize(cfg: DictConfig) -> None:
-    run_optimize(cfg)
-
-
-@hydra_main(version_base="1.3", config_path=str(CONF / "export"), config_name="export")
-def export(cfg: DictConfig) -> None:
-    run_export(cfg)
-
-
-@hydra_main(version_base="1.3", config_path=str(CONF / "stylize_dataset"), config_name="stylize_dataset")
-def stylize_dataset(cfg: DictConfig) -> None:
-    run_stylize_dataset(cfg)
-
-
-COMMANDS = {"train": train, "stylize": stylize, "optimize": optimize, "export": export,
-            "stylize-dataset": stylize_dataset}
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {n:<{width}}  {c.summary}" for n, c in COMMANDS.items()]
+    return ("usage: fast-nst COMMAND [key=value ...] [--help]   (or: python -m fast_nst COMMAND ...)\n\n"
+            "commands:\n" + "\n".join(lines) + "\n\n"
+            "fast-nst COMMAND --help lists a command's options; every option is commented in conf/.")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m fast_nst COMMAND key=value ...`: the command's Hydra app on the remaining arguments."""
-    argv = sys.argv[1:] if argv is None else argv
+    """`fast-nst COMMAND key=value ...`: the command's Hydra app on the remaining arguments."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:
-        print(f"usage: python -m fast_nst {{{','.join(COMMANDS)}}} [key=value ...] [--help]\n"
-              "  (the same as fast-nst-train / fast-nst-stylize / fast-nst-optimize / fast-nst-export / "
-              "fast-nst-stylize-dataset)", file=sys.stderr)
-        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    sys.argv = [f"fast-nst-{argv[0]}", *argv[1:]]  # Hydra parses sys.argv
-    COMMANDS[argv[0]]()
+        asked = bool(argv) and argv[0] in ("-h", "--help", "help")
+        if argv and not asked:
+            print(f"error: no command {argv[0]!r}", file=sys.stderr)
+        print(usage(), file=sys.stdout if asked else sys.stderr)
+        sys.exit(0 if asked else EXIT_USAGE)
+    for key, value in COMMANDS[argv[0]].env:
+        os.environ.setdefault(key, value)
+    sys.argv = [f"fast-nst {argv[0]}", *argv[1:]]  # Hydra parses sys.argv
+    app_of(argv[0])()
+
+
+def train() -> None:
+    """The fast-nst-train console script: `fast-nst train`."""
+    main(["train", *sys.argv[1:]])
+
+
+def stylize() -> None:
+    """The fast-nst-stylize console script: `fast-nst stylize`."""
+    main(["stylize", *sys.argv[1:]])
+
+
+def optimize() -> None:
+    """The fast-nst-optimize console script: `fast-nst optimize`."""
+    main(["optimize", *sys.argv[1:]])
+
+
+def export() -> None:
+    """The fast-nst-export console script: `fast-nst export`."""
+    main(["export", *sys.argv[1:]])
+
+
+def stylize_dataset() -> None:
+    """The fast-nst-stylize-dataset console script: `fast-nst stylize-dataset`."""
+    main(["stylize-dataset", *sys.argv[1:]])

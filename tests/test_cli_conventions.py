@@ -1,12 +1,12 @@
-"""optimize.py and scripts/quality.py follow train.py's and stylize.py's convention (fast_nst/cli.py):
+"""optimize.py and fast-nst quality follow train.py's and stylize.py's convention (fast_nst/cli.py):
 bad options are found before any slow work and reported on one line without a traceback, exit 2;
 an input that cannot be read is one line, exit 1; HYDRA_FULL_ERROR=1 shows the traceback."""
 
 import pytest
 
 from conftest import ROOT, compose, run_script
-from fast_nst.errors import ConfigError
-from fast_nst.validate import validate_optimize, validate_quality
+from fast_nst.io.errors import ConfigError
+from fast_nst.io.validate import validate_optimize, validate_quality
 
 
 @pytest.mark.parametrize("overrides,expected", [
@@ -34,7 +34,7 @@ def _quality(overrides):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import ListConfig
 
-    from fast_nst.quality import QUALITY_INITS
+    from fast_nst.optimize.quality import QUALITY_INITS
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf" / "optimize"), version_base="1.3"):
@@ -75,11 +75,11 @@ def test_optimize_cli_exit_codes_and_one_line_errors(tmp_path, monkeypatch):
 
 
 def test_quality_cli_bad_options_are_one_line_exit_2(tmp_path):
-    r = run_script("scripts/quality.py", "photos=/no/such/folder", "init=[noise,bogus]", f"output={tmp_path}")
+    r = run_script("quality", "photos=/no/such/folder", "init=[noise,bogus]", f"output={tmp_path}")
     assert r.returncode == 2, r.stderr[-3000:]
     assert "error: 2 config problems: init=['noise', 'bogus']" in r.stderr
     assert "photos=/no/such/folder: no such folder" in r.stderr
     assert "Traceback" not in r.stderr and "Error executing job" not in r.stderr
-    r = run_script("scripts/quality.py", "ckpt=no_such_model", f"output={tmp_path}")
+    r = run_script("quality", "ckpt=no_such_model", f"output={tmp_path}")
     assert r.returncode == 2 and "ckpt=no_such_model" in r.stderr and "starry_night" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr

@@ -1,13 +1,13 @@
-"""Colour preservation and strength on the shipped network's real output (fast_nst.color)."""
+"""Colour preservation and strength on the shipped network's real output (fast_nst.stylize.color)."""
 
 import pytest
 import torch
 
 from conftest import ROOT
-from fast_nst.color import (blend_strength, finish, luminance_image, recolour, rgb_to_yiq, with_color_and_strength,
+from fast_nst.stylize.color import (blend_strength, finish, luminance_image, recolour, rgb_to_yiq, with_color_and_strength,
                             yiq_to_rgb)
-from fast_nst.export import load_network
-from fast_nst.images import load_rgb, pil_to_tensor
+from fast_nst.io.export import load_network
+from fast_nst.io.images import load_rgb, pil_to_tensor
 
 PHOTO = ROOT / "assets" / "photos" / "chelsea_cat.jpg"
 MODEL = ROOT / "checkpoints" / "starry_night.safetensors"

@@ -3,13 +3,12 @@
 import pytest
 from hydra.utils import instantiate
 
-from conftest import CONF, compose
+from conftest import CONF, OWN_ROOTS, compose
 
-# conf/optimize/, conf/stylize/, conf/app/, conf/export/ and conf/stylize_dataset/ are the separate
-# config roots of optimize.py + scripts/quality.py (tests/test_gatys.py), of stylize.py, of app.py
-# (below), of the export command (tests/test_onnx.py) and of fast_nst.dataset: not train.py groups
-GROUPS = sorted(p.name for p in CONF.iterdir()
-                if p.is_dir() and p.name not in ("optimize", "stylize", "app", "export", "stylize_dataset"))
+# conf/optimize/, conf/stylize/, conf/export/ and conf/app/ are the separate config roots of the other
+# commands (fast-nst optimize and quality: tests/test_gatys.py; stylize; export; app, below): not
+# train groups
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in (*OWN_ROOTS, "app"))
 
 
 def _options(group):
@@ -35,7 +34,7 @@ def test_groups_are_as_documented():
 
 
 def test_style_images_exist():
-    from fast_nst.images import resolve_path
+    from fast_nst.io.images import resolve_path
 
     for name in _options("style"):
         cfg = compose("train", [f"style={name}"])
@@ -65,7 +64,7 @@ def test_trainer_loggers_callbacks_and_data_instantiate(tmp_path):
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     assert trainer.max_steps == cfg.trainer.max_steps
-    from fast_nst.guards import NonFiniteLossGuard
+    from fast_nst.training.guards import NonFiniteLossGuard
 
     assert any(isinstance(c, NonFiniteLossGuard) for c in trainer.callbacks)  # on by default
 

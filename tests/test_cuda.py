@@ -1,4 +1,4 @@
-"""The CUDA tests: run where a GPU is present (scripts/gpu_check.sh runs them), skipped elsewhere.
+"""The CUDA tests: run where a GPU is present (benchmarks/gpu_check.sh runs them), skipped elsewhere.
 A shipped network stylizes on CUDA as on the CPU (fp32, and half precision within a tolerance),
 and a warm-started training step in bf16 lowers the loss on the GPU."""
 
@@ -9,7 +9,7 @@ import torch
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here (scripts/gpu_check.sh on a GPU machine)")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here (benchmarks/gpu_check.sh on a GPU machine)")
 
 
 def test_shipped_networks_stylize_on_cuda_as_on_the_cpu():
@@ -27,8 +27,8 @@ def test_shipped_networks_stylize_on_cuda_as_on_the_cpu():
 
 def test_a_warm_started_bf16_step_on_cuda_lowers_the_loss(vgg16_weights):
     from fast_nst.kinds import get_kind
-    from fast_nst.paintings import Painting
-    from fast_nst.warm_start import FromMultiStyle
+    from fast_nst.io.paintings import Painting
+    from fast_nst.training.warm_start import FromMultiStyle
 
     painting = Painting(name="udnie", image=str(ROOT / "assets" / "styles" / "udnie.jpg")).with_hash()
     shape = dict(width=1.0, norm="instance", upsample="transpose", num_res_blocks=5, tanh_scale=1.0)

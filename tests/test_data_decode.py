@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_nst.data import PhotoDataset, load_crop, loader_kwargs, loader_throughput, worker_init
+from fast_nst.training.data.photos import PhotoDataset, load_crop, loader_kwargs, loader_throughput, worker_init
 from conftest import ROOT, data_module
 
 
@@ -92,7 +92,7 @@ def test_loader_throughput_reports_images_per_second():
 def test_photo_scale_crops_from_the_photo_resized_to_that_many_crop_sides(decoder):
     """data.photo_scale=2 (experiment=adain, the AdaIN paper's 512-then-256): a crop shows half the
     short side, at the resolution of the photo resized to twice the crop side."""
-    from fast_nst.images import pil_to_tensor
+    from fast_nst.io.images import pil_to_tensor
 
     photo = ROOT / "assets" / "photos" / "chelsea_cat.jpg"
     whole = load_crop(photo, 64, None, decoder)
@@ -108,7 +108,7 @@ def test_photo_scale_crops_from_the_photo_resized_to_that_many_crop_sides(decode
 
 
 def test_photo_scale_below_one_is_refused():
-    from fast_nst.errors import ConfigError
+    from fast_nst.io.errors import ConfigError
 
     with pytest.raises(ConfigError, match="photo_scale"):
         data_module(photo_scale=0.5)

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from conftest import ROOT, compose, run_script
-from fast_nst.export import export_network, load_network, read_export
+from fast_nst.io.export import export_network, load_network, read_export
 from fast_nst.kinds import get_kind
 from fast_nst.models.transformer import SHAPE_DEFAULTS, TransformerNet
-from fast_nst.paintings import Painting
+from fast_nst.io.paintings import Painting
 
 STARRY = Painting("starry_night", str(ROOT / "assets" / "styles" / "starry_night.jpg"))
 SCREAM = Painting("the_scream", str(ROOT / "assets" / "styles" / "the_scream.jpg"))
@@ -78,9 +78,9 @@ def test_distill_recipe_composes():
 
 
 def test_distill_takes_the_teachers_paintings_objective_and_kind(tmp_path, photos_dir, vgg16_weights):
-    """fast_nst.train's teacher step: a cin teacher makes a cin student of its paintings, trained
+    """fast_nst.training.run's teacher step: a cin teacher makes a cin student of its paintings, trained
     against the teacher's recorded loss; a teacher of another kind is refused."""
-    from fast_nst.train import _apply_teacher
+    from fast_nst.training.run import _apply_teacher
 
     torch.manual_seed(0)
     teacher = get_kind("cin")([STARRY, SCREAM], **COMPACT)
@@ -108,10 +108,10 @@ def test_distillation_lowers_the_students_distance_to_the_teacher(photos_dir, vg
     objective alone and once distilled as experiment=distill does (the first 25 steps on the pixel
     target alone, then the objective plus both targets; a multi-style teacher, each image with
     its own painting): distilled, it ends much closer to the teacher on photos neither trained on."""
-    from fast_nst.data import resize_crop
-    from fast_nst.distill import Distillation
-    from fast_nst.images import list_images, load_rgb, pil_to_tensor
-    from fast_nst.losses import PerceptualLoss
+    from fast_nst.training.data.photos import resize_crop
+    from fast_nst.training.distill import Distillation
+    from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
+    from fast_nst.models.losses import PerceptualLoss
 
     crops = torch.stack([pil_to_tensor(resize_crop(load_rgb(f), 48, None)) for f in list_images(photos_dir)])
     train, held_out = crops[:6], crops[6:]
@@ -161,8 +161,8 @@ def test_train_py_distills_a_shipped_teacher(tmp_path, photos_dir, vgg16_weights
     """The recipe end to end: train.py experiment=distill teacher=<a per-style export>, 30 steps
     at 64 px; the export is a compact per-style network of the teacher's painting, its card names
     the teacher, and it is closer to the teacher than the same network untrained."""
-    from fast_nst.data import resize_crop
-    from fast_nst.images import list_images, load_rgb, pil_to_tensor
+    from fast_nst.training.data.photos import resize_crop
+    from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
 
     ckpts, run = tmp_path / "checkpoints", tmp_path / "run"
     r = run_script("train.py", "experiment=distill", "teacher=starry_night", f"data.root={photos_dir}",

@@ -1,8 +1,8 @@
 """Every command in the README and the docs site (docs/**/*.md) goes through the real parser.
 
-Each `python train.py ...`, `stylize.py`, `optimize.py`, `app.py`, `scripts/quality.py`,
-`scripts/export_onnx.py`, `scripts/stylize_dataset.py`, `python -m fast_nst ...`, `python -m
-fast_nst.dataset ...` and installed-command (`fast-nst...`, looked up in pyproject's [project.scripts])
+Each `fast-nst COMMAND ...` and other installed command (`fast-nst-...`, looked up in pyproject's
+[project.scripts]), `python -m fast_nst COMMAND ...`, `python -m fast_nst.dataset ...` and checkout
+alias (`python train.py ...`, `stylize.py`, `optimize.py`, `app.py`)
 line is run in this process as the shell would run it, with `--cfg job` appended: the entry point's
 own Hydra app parses the overrides (cli.hydra_main's check first), composes the config and prints
 it, and nothing is trained, loaded or written. So an example fails here when it does not parse
@@ -12,13 +12,14 @@ it, and nothing is trained, loaded or written. So an example fails here when it 
 - `ckpt=NAME` (stylize, quality, export, stylize-dataset) must name a shipped export (checkpoints/NAME.safetensors), a kind that ships
   pretrained weights (`ckpt=magenta`), or the export of a training command on the same page (its
   composed `export.name`, e.g. `starry_night_demo` after `experiment=cpu_demo`);
-- a path into the checkout (assets/, checkpoints/, conf/, docs/, scripts/, tests/) must exist,
+- a path into the checkout (assets/, benchmarks/, checkpoints/, conf/, docs/, tests/, tools/) must exist,
   except a checkpoints/ export that a training command on the same page writes;
 - `style=` / `style_weights=` of a shipped export must be paintings it holds (read from its
   metadata); `styles=[...]` and `style_image=` names without a file suffix must be bundled
   paintings;
-- `scripts/quality.py time_to_quality.recipe=` is composed as the train.py command it is;
-- other scripts must exist and every `--flag` must appear in the script; `pip install ".[extra]"` extras must be in pyproject;
+- `fast-nst quality time_to_quality.recipe=` is composed as the train.py command it is;
+- `fast-nst --help` (no command) must list the commands;
+- tools/ and benchmarks/ scripts must exist and every `--flag` must appear in the script; `pip install ".[extra]"` extras must be in pyproject;
 - ```python blocks must compile and every `from fast_nst... import name` must resolve (read from
   the module's source, nothing imported).
 
@@ -63,13 +64,12 @@ except ModuleNotFoundError:  # Python 3.10: pytest itself depends on tomli there
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
-# Hydra apps of the checkout, by the script's path (their own config roots are in the scripts)
-HYDRA_SCRIPTS = {"train.py": "train", "stylize.py": "stylize", "optimize.py": "optimize", "app.py": "app",
-                 "scripts/quality.py": "quality", "scripts/export_onnx.py": "export",
-                 "scripts/stylize_dataset.py": "stylize-dataset"}
+# Hydra apps of the checkout, by the script's path: aliases of fast-nst train / stylize / optimize / app
+HYDRA_SCRIPTS = {"train.py": "train", "stylize.py": "stylize", "optimize.py": "optimize", "app.py": "app"}
+DISPATCHERS = {"fast-nst", "fast_nst"}  # `fast-nst COMMAND` and `python -m fast_nst COMMAND`
 # `python -m MODULE` apps besides `python -m fast_nst SUBCOMMAND`
 MODULE_APPS = {"fast_nst.dataset": "stylize-dataset"}
-CHECKOUT_DIRS = ("assets/", "checkpoints/", "conf/", "docs/", "scripts/", "tests/")
+CHECKOUT_DIRS = ("assets/", "benchmarks/", "checkpoints/", "conf/", "docs/", "tests/", "tools/")
 IMAGE_SUFFIXES = re.compile(r"\.[A-Za-z0-9]{2,5}$")
 
 
@@ -160,6 +160,8 @@ def commands() -> list[Command]:
         for lang, line, text in blocks(path):
             if lang in SHELL_LANGS or lang == "inline":
                 for n, argv in split_commands(text, line):
+                    if lang == "inline" and is_bare_name(argv):
+                        continue  # `fast-nst` named in prose, not run
                     if is_ours(argv):
                         found.append(Command(f"{rel}:{n}", tuple(argv)))
     return found
@@ -201,13 +203,19 @@ def program(argv: list[str]) -> tuple[str, str, list[str]] | None:
             return "script", w, argv[i + 1:]
         if w == "pip":
             return "pip", "", argv[i + 1:]
-        if w == "bash" and i + 1 < len(argv) and argv[i + 1].startswith("scripts/"):
+        if w == "bash" and i + 1 < len(argv) and argv[i + 1].startswith(("tools/", "benchmarks/")):
             return "script", argv[i + 1], argv[i + 2:]
     return None
 
 
 def is_ours(argv: list[str]) -> bool:
     return program(argv) is not None
+
+
+def is_bare_name(argv: list[str]) -> bool:
+    """`fast-nst` or `python -m fast_nst` with no arguments: the command's name in a sentence."""
+    found = program(argv)
+    return found is not None and found[0] in ("console", "module") and found[1] in DISPATCHERS and not found[2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,6 +261,11 @@ def parse(cmd: Command) -> tuple[str, object]:
     AssertionError naming the command when the parser refuses it."""
     kind, name, args = program(list(cmd.argv))
     hydra_args = [a for a in args if a not in ("--help", "-h")]
+    if name in DISPATCHERS and not [a for a in args if not a.startswith("-")]:  # fast-nst --help
+        entry = console_entry(name) if kind == "console" else (lambda: runpy.run_module(name, run_name="__main__"))
+        code, out, err = run_entry(entry, name, args)
+        assert code == 0 and "stylize" in out, f"{cmd}\n  exit {code}:\n{(out + err).strip()[-1500:]}"
+        return f"{kind}:{name}", None
     if kind == "script" and name in HYDRA_SCRIPTS:
         code, out, err = run_entry(ROOT / name, str(ROOT / name), [*hydra_args, "--cfg", "job"])
     elif kind == "console":
@@ -428,7 +441,7 @@ def test_command_parses(cmd: Command):
     check_paths(cmd, hydra_args)
     check_names(cmd, app, hydra_args)
     recipe = values(hydra_args).get("time_to_quality.recipe")
-    if recipe:  # scripts/quality.py trains this recipe first: it is a train.py command line too
+    if recipe:  # fast-nst quality trains this recipe first: it is a train.py command line too
         parse(Command(cmd.where, ("python", "train.py", *shlex.split(recipe.strip("'\"")))))
 
 

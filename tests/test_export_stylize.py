@@ -7,10 +7,10 @@ from PIL import Image
 from conftest import ROOT, run_script
 from fast_nst import Stylizer
 from fast_nst import __version__
-from fast_nst.export import export_network, load_network, read_export
+from fast_nst.io.export import export_network, load_network, read_export
 from fast_nst.kinds import get_kind
-from fast_nst.paintings import Painting
-from fast_nst.stylizer import find_checkpoint
+from fast_nst.io.paintings import Painting
+from fast_nst.stylize.stylizer import find_checkpoint
 
 TINY = dict(width=0.25, norm="instance", upsample="nearest", num_res_blocks=5, tanh_scale=1.0)
 

@@ -1,4 +1,4 @@
-"""Optimisation-based stylization (optimize.py) and the quality benchmark (scripts/quality.py),
+"""Optimisation-based stylization (optimize.py) and the quality benchmark (fast-nst quality),
 against the real VGG weights."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import CONF, ROOT, run_script
-from fast_nst.color import luminance_image, recolour, rgb_to_yiq, yiq_to_rgb
-from fast_nst.gatys import CAFFE_MEAN_PIXEL, GatysObjective, first_reaching, initial_image, optimize_pixels
-from fast_nst.images import load_rgb, pil_to_tensor
-from fast_nst.losses import PerceptualLoss
+from fast_nst.stylize.color import luminance_image, recolour, rgb_to_yiq, yiq_to_rgb
+from fast_nst.optimize.gatys import CAFFE_MEAN_PIXEL, GatysObjective, first_reaching, initial_image, optimize_pixels
+from fast_nst.io.images import load_rgb, pil_to_tensor
+from fast_nst.models.losses import PerceptualLoss
 from fast_nst.models.vgg import VGGEncoder
 
 PHOTO = ROOT / "assets" / "photos" / "chelsea_cat.jpg"
@@ -186,7 +186,7 @@ def test_first_reaching():
 
 @pytest.mark.slow
 def test_quality_script_on_the_shipped_model(tmp_path, vgg16_weights):
-    r = run_script("scripts/quality.py", "ckpt=starry_night", f"photos={ROOT / 'assets' / 'photos'}",
+    r = run_script("quality", "ckpt=starry_night", f"photos={ROOT / 'assets' / 'photos'}",
                    "num_photos=2", "size=64", "iterations=12", "report_at=[5,10]", "init=[noise,content]",
                    f"output={tmp_path}", f"vgg_weights={vgg16_weights}", f"cache_dir={tmp_path / 'cache'}")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -215,8 +215,8 @@ def test_quality_script_on_the_shipped_model(tmp_path, vgg16_weights):
 def test_quality_accepts_a_training_checkpoint(tmp_path):
     """Periodic Lightning checkpoints are evaluated directly (time-to-quality over a run). The
     hyper-parameters are laid out as StyleTransferModule saves them (model with its kind, paintings)."""
-    from fast_nst.quality import load_for_quality
-    from fast_nst.export import load_network
+    from fast_nst.optimize.quality import load_for_quality
+    from fast_nst.io.export import load_network
 
     net, info = load_network(ROOT / "checkpoints" / "starry_night.safetensors")
     hp = {"model": {"kind": info.kind, **info.network}, "paintings": [p.to_dict() for p in info.styles],

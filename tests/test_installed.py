@@ -49,7 +49,7 @@ def installed(tmp_path_factory) -> Path:
 
 def test_the_installed_package_is_not_the_checkout(installed, tmp_path):
     r = _run([installed / "python", "-c",
-              "import fast_nst, fast_nst.paths as p; print(fast_nst.__file__); print(p.PROJECT_ROOT)"], cwd=tmp_path)
+              "import fast_nst, fast_nst.io.paths as p; print(fast_nst.__file__); print(p.PROJECT_ROOT)"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     module, root = r.stdout.split()
     assert not Path(module).is_relative_to(ROOT) and Path(module).is_relative_to(installed.parent)
@@ -91,12 +91,12 @@ def test_the_bundled_configs_resolve_the_bundled_paintings_and_photos(installed,
     """What train.py composes by default (style painting, data.root) exists in the installed copy."""
     code = ("from hydra import compose, initialize_config_dir\n"
             "from fast_nst.entry import CONF\n"
-            "from fast_nst.images import resolve_path\n"
-            "from fast_nst.validate import bundled_styles, validate_train\n"
+            "from fast_nst.io.images import resolve_path\n"
+            "from fast_nst.io.paintings import bundled_names\nfrom fast_nst.io.validate import validate_train\n"
             "with initialize_config_dir(config_dir=str(CONF), version_base='1.3'):\n"
             "    cfg = compose('train', ['style=udnie'])\n"
             "validate_train(cfg)\n"
-            "print(resolve_path(cfg.style.image), resolve_path(cfg.data.root), len(bundled_styles()))\n")
+            "print(resolve_path(cfg.style.image), resolve_path(cfg.data.root), len(bundled_names()))\n")
     r = _run([installed / "python", "-c", code], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     painting, photos, styles = r.stdout.split()

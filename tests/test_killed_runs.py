@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT
-from fast_nst.checkpoint_io import AtomicCheckpointIO
+from fast_nst.training.checkpoint_io import AtomicCheckpointIO
 
 STEPS = 12   # optimisation steps of every run; 8 training photos / batch 2 = 4 steps an epoch
 BATCH = 2
@@ -166,7 +166,7 @@ def test_killed_twice_then_resumed_equals_an_uninterrupted_run(tmp_path, photos_
     assert a["loops"]["fit_loop"]["state_dict"]["combined_loader"] == \
         b["loops"]["fit_loop"]["state_dict"]["combined_loader"]
 
-    from fast_nst.export import read_export
+    from fast_nst.io.export import read_export
 
     ea, eb = load_file(str(straight / "starry_night.safetensors")), load_file(str(killed / "starry_night.safetensors"))
     assert ea.keys() == eb.keys()

@@ -12,12 +12,12 @@ from torch import nn
 
 from conftest import CONF, ROOT, compose
 from fast_nst import Stylizer
-from fast_nst.export import FORMAT, export_network, read_export, update_model_card
+from fast_nst.io.export import FORMAT, export_network, read_export, update_model_card
 from fast_nst.kinds import StyleNetwork, available_kinds, get_kind, register_kind, split_model_config
 from fast_nst.models.norms import (ConditionalInstanceNorm2d, InstanceNorm2d, capture_statistics,
                                    fixed_statistics)
 from fast_nst.models.transformer import TransformerNet
-from fast_nst.paintings import Painting, locate_painting, resolve_painting
+from fast_nst.io.paintings import Painting, locate_painting, resolve_painting
 
 # a v1 export (the 200-step demo model shipped before the zoo), kept for the v1 compatibility tests
 SHIPPED = ROOT / "tests" / "data" / "starry_night_demo_v1.safetensors"
@@ -27,7 +27,7 @@ SHIPPED = ROOT / "tests" / "data" / "starry_night_demo_v1.safetensors"
 @register_kind
 class TintNetwork(StyleNetwork):
     """The smallest possible kind: a learned 1x1 colour mix. Defined in this test only, it trains
-    through fast_nst.train, exports, loads in Stylizer and runs in stylize.py's code path."""
+    through fast_nst.training.run, exports, loads in Stylizer and runs in stylize.py's code path."""
 
     kind = "tint_test"
 
@@ -46,8 +46,8 @@ class TintNetwork(StyleNetwork):
 def test_a_new_kind_trains_exports_and_stylizes_without_edits(tmp_path, photos_dir, vgg16_weights):
     from hydra.core.hydra_config import HydraConfig
 
-    from fast_nst.stylize_cli import run as stylize_run
-    from fast_nst.train import train
+    from fast_nst.stylize.command import run as stylize_run
+    from fast_nst.training.run import train
 
     assert "tint_test" in available_kinds()
     cfg = compose("train", ["style=the_scream", "data=folder", f"data.root={photos_dir}", "data.image_size=32",

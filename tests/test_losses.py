@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from fast_nst.losses import ContentLoss, PerceptualLoss, StyleLoss, gram_matrix, total_variation
+from fast_nst.models.losses import ContentLoss, PerceptualLoss, StyleLoss, total_variation
+from fast_nst.models.stats import gram_matrix
 from fast_nst.models.vgg import VGGEncoder, layer_names
 
 

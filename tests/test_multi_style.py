@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import ROOT, compose, run_script
 from fast_nst import Stylizer
-from fast_nst.export import read_export, training_ingredients
+from fast_nst.io.export import read_export, training_ingredients
 from fast_nst.kinds import StyleChoiceError
 
 PAINTINGS = ["starry_night", "the_scream"]
@@ -162,7 +162,7 @@ def test_multi_style_resume_draws_the_same_paintings(tmp_path, photos_dir, vgg16
     from hydra.core.hydra_config import HydraConfig
     from safetensors.torch import load_file
 
-    from fast_nst.train import train
+    from fast_nst.training.run import train
 
     def run(name, stop=None, resume=None):
         cfg = compose("train", [
@@ -191,12 +191,12 @@ def test_multi_style_resume_draws_the_same_paintings(tmp_path, photos_dir, vgg16
 def test_multi_style_grid_script(multi_run, tmp_path):
     export, _, _ = multi_run
     out = tmp_path / "grid.jpg"
-    r = run_script("scripts/multi_style_grid.py", "--ckpt", str(export), "--photo",
+    r = run_script("tools/multi_style_grid.py", "--ckpt", str(export), "--photo",
                    str(ROOT / "assets" / "photos" / "chelsea_cat.jpg"), "--size", "96", "--cell-height", "48",
                    "--steps", "3", "--device", "cpu", "--out", str(out))
     assert r.returncode == 0, r.stderr
     grid = Image.open(out)
     # 3 rows of 48 px cells + labels; the mixing row is the widest: 2 paintings + 3 mixes
     assert grid.height > 3 * 48 and grid.width > 5 * 48
-    r = run_script("scripts/multi_style_grid.py", "--ckpt", str(export), "--photo", "x.jpg", "--mix", "a", "b")
+    r = run_script("tools/multi_style_grid.py", "--ckpt", str(export), "--photo", "x.jpg", "--mix", "a", "b")
     assert r.returncode != 0 and "starry_night, the_scream" in r.stderr

@@ -31,17 +31,18 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from conftest import ROOT, compose, run_script
-from fast_nst.callbacks import ExportCallback
-from fast_nst.checkpoint_io import AtomicCheckpointIO
+from fast_nst.training.callbacks import ExportCallback
+from fast_nst.training.checkpoint_io import AtomicCheckpointIO
 from fast_nst.cli import EXIT_USAGE, check_overrides, run_cli
-from fast_nst.errors import ConfigError, DiskFullError, DivergedError, OutputIsInputError, TrainingInterrupted
-from fast_nst.export import export_network, load_network
-from fast_nst.guards import StopOnSignal
-from fast_nst.images import ImageTooLarge, atomic_write, list_images, open_image, save_image_atomic
+from fast_nst.io.errors import ConfigError, DiskFullError, DivergedError, OutputIsInputError, TrainingInterrupted
+from fast_nst.io.export import export_network, load_network
+from fast_nst.training.guards import StopOnSignal
+from fast_nst.io.images import ImageTooLarge, list_images, open_image, save_image_atomic
+from fast_nst.io.files import atomic_write
 from fast_nst.kinds import get_kind
-from fast_nst.paintings import Painting
-from fast_nst.stylizer import Stylizer
-from fast_nst.video import VideoError, stylize_video
+from fast_nst.io.paintings import Painting
+from fast_nst.stylize.stylizer import Stylizer
+from fast_nst.stylize.video import VideoError, stylize_video
 
 MODEL = ROOT / "checkpoints" / "starry_night.safetensors"
 PHOTO = ROOT / "assets" / "photos" / "chelsea_cat.jpg"
@@ -81,7 +82,7 @@ def photos(tmp_path) -> Path:
 
 
 def _stylize(tiny_export, *overrides):
-    from fast_nst.stylize_cli import run
+    from fast_nst.stylize.command import run
 
     return run(compose("stylize", [f"ckpt={tiny_export}", "device=cpu", *overrides]))
 
@@ -117,7 +118,7 @@ def test_outputs_beside_the_inputs_are_fine(tiny_export, photos, tmp_path):
 
 
 def test_video_and_optimize_refuse_their_inputs_too(tmp_path):
-    from fast_nst.optimize_cli import run as optimize
+    from fast_nst.optimize.command import run as optimize
 
     clip = _clip(tmp_path / "clip.mp4", n=4)
     before = _digest(clip)
@@ -148,7 +149,7 @@ def test_export_writes_graphs_beside_its_checkpoint_and_refuses_a_graph_as_its_i
     """`python -m fast_nst export` names its outputs from the checkpoint (<name>.onnx,
     <name>_int8.onnx): the checkpoint is never among them, and a graph given as ckpt is refused
     before any work."""
-    from fast_nst.export_cli import run as export_run
+    from fast_nst.stylize.export_command import run as export_run
 
     before = _digest(tiny_export)
     cfg = compose("export", [f"ckpt={tiny_export}", "runtimes=[onnx]", "check=false"])
@@ -184,7 +185,7 @@ def _train_cfg(tmp_path, vgg16_weights, *overrides):
 def test_a_loss_that_runs_away_stops_training_and_exports_nothing(tmp_path, vgg16_weights, caplog):
     """optim.lr=1e6: the loss jumps ~100x at the first step and stays there, finite; the guard
     (a shorter patience than the default, for speed) stops the run before max_steps."""
-    from fast_nst.train import train
+    from fast_nst.training.run import train
 
     cfg = _train_cfg(tmp_path, vgg16_weights, "optim.lr=1e6", "trainer.max_steps=60",
                      "callbacks.divergence_guard.steps=8")
@@ -202,7 +203,7 @@ def test_a_loss_that_runs_away_stops_training_and_exports_nothing(tmp_path, vgg1
 def test_a_network_that_paints_one_flat_colour_is_never_exported(tmp_path, vgg16_weights, caplog):
     """Too few steps for the loss check to fire: the check of the export finds the flat output,
     and the earlier export of that name stays as it was."""
-    from fast_nst.train import train
+    from fast_nst.training.run import train
 
     cfg = _train_cfg(tmp_path, vgg16_weights, "optim.lr=1e6", "trainer.max_steps=4")
     earlier = tmp_path / "ck" / f"{cfg.export.name}.safetensors"
@@ -216,7 +217,7 @@ def test_a_network_that_paints_one_flat_colour_is_never_exported(tmp_path, vgg16
 def test_a_normal_run_is_not_stopped(tmp_path, vgg16_weights, caplog):
     """The default factor with a patience of 8 steps (stricter than the default 50): an ordinary
     run's loss falls fast at first and is noisy from batch to batch, and never trips it."""
-    from fast_nst.train import train
+    from fast_nst.training.run import train
 
     cfg = _train_cfg(tmp_path, vgg16_weights, "trainer.max_steps=40", "callbacks.divergence_guard.steps=8")
     with caplog.at_level(logging.INFO, logger="fast_nst"):
@@ -255,7 +256,7 @@ def test_a_truncated_video_is_refused_and_leaves_nothing(tmp_path, suffix, keep)
 
 
 def test_stylize_py_and_the_page_refuse_a_truncated_video(tiny_export, tmp_path, capsys):
-    from fast_nst.app import Studio
+    from fast_nst.app.page import Studio
 
     full = _clip(tmp_path / "full.mp4")
     cut = tmp_path / "cut.mp4"
@@ -282,7 +283,7 @@ def test_the_same_video_command_runs_twice(tiny_export, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- 5. files that cannot be loaded
 def _bad_models(tmp_path: Path, tiny_export: Path) -> dict[str, Path]:
-    from fast_nst.export import read_export
+    from fast_nst.io.export import read_export
 
     info = read_export(tiny_export)
     tensors = load_file(str(tiny_export))
@@ -306,7 +307,7 @@ def _bad_models(tmp_path: Path, tiny_export: Path) -> dict[str, Path]:
 
 @pytest.mark.parametrize("case", ["shapes", "kind", "config", "cut", "onnx"])
 def test_a_model_file_that_cannot_be_used_is_one_line_naming_it_exit_2(tiny_export, tmp_path, case, capsys):
-    from fast_nst.stylize_cli import run
+    from fast_nst.stylize.command import run
 
     bad = _bad_models(tmp_path, tiny_export)[case]
     with pytest.raises(ConfigError) as err:
@@ -322,7 +323,7 @@ def test_a_model_file_that_cannot_be_used_is_one_line_naming_it_exit_2(tiny_expo
 
 def test_a_damaged_painting_is_one_line_before_training(tmp_path):
     from fast_nst.kinds.base import painting_tensor
-    from fast_nst.validate import validate_train
+    from fast_nst.io.validate import validate_train
 
     painting = tmp_path / "painting.jpg"
     painting.write_bytes(PHOTO.read_bytes()[:300])  # a header, then nothing
@@ -348,7 +349,7 @@ def test_a_checkpoint_that_cannot_be_resumed_is_one_line_naming_it(tmp_path, tin
 
 
 def test_resuming_after_changing_the_network_names_the_option(tmp_path, vgg16_weights):
-    from fast_nst.train import train
+    from fast_nst.training.run import train
 
     train(_train_cfg(tmp_path, vgg16_weights, "trainer.max_steps=2"))
     last = next((tmp_path / "ck" / "runs").rglob("last.ckpt"))
@@ -453,7 +454,7 @@ class _Handlers(torch.utils.data.Dataset):
 
 
 def test_loader_workers_leave_the_signals_to_the_training_process():
-    from fast_nst.data import loader_kwargs
+    from fast_nst.training.data.photos import loader_kwargs
 
     loader = torch.utils.data.DataLoader(_Handlers(), batch_size=2, **loader_kwargs(1, persistent_workers=False))
     assert next(iter(loader)).all()
@@ -462,7 +463,7 @@ def test_loader_workers_leave_the_signals_to_the_training_process():
 # ---------------------------------------------------------------- 7. the web page
 @pytest.fixture
 def studio(tmp_path, tiny_export):
-    from fast_nst.app import Studio
+    from fast_nst.app.page import Studio
 
     models = tmp_path / "models"
     models.mkdir()
@@ -485,7 +486,7 @@ def test_the_page_hands_uploads_to_its_own_checks_and_hides_its_folders(studio, 
     pytest.importorskip("gradio")
     from gradio.data_classes import FileData
 
-    from fast_nst.app import page_message, uploaded_image
+    from fast_nst.app.page import page_message, uploaded_image
 
     s, model = studio
     upload = tmp_path / "gradio" / "f3a9c0" / "notes.png"
@@ -501,7 +502,7 @@ def test_the_page_hands_uploads_to_its_own_checks_and_hides_its_folders(studio, 
 
 
 def test_the_server_folder_is_removed_on_exit_and_after_a_crash(tmp_path, monkeypatch):
-    from fast_nst.app import Studio, Workspace, remove_stale_workspaces
+    from fast_nst.app.page import Studio, Workspace, remove_stale_workspaces
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
@@ -571,7 +572,7 @@ def test_video_outputs_get_the_same_file_mode_as_images(tiny_export, tmp_path):
 
 
 def test_a_full_disk_is_one_line_with_what_to_do(tiny_export, photos, tmp_path, monkeypatch, capsys):
-    from fast_nst.stylize_cli import run
+    from fast_nst.stylize.command import run
 
     def full(tmp):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -601,8 +602,8 @@ def test_a_non_ascii_file_name_gets_a_quoting_hint():
 def test_an_explicit_max_steps_wins_over_steps_per_style():
     from hydra.core.hydra_config import HydraConfig
 
-    from fast_nst.lit_module import run_paintings
-    from fast_nst.train import apply_steps_per_style
+    from fast_nst.training.module import run_paintings
+    from fast_nst.training.run import apply_steps_per_style
 
     for overrides, steps in ((["trainer.max_steps=10"], 10), ([], 2400 * 4)):
         cfg = compose("train", ["experiment=multi_style", *overrides])
@@ -619,7 +620,7 @@ def test_the_divergence_guard_restarts_its_baseline_when_the_loss_becomes_anothe
     (~1e6): a 100x step that is no divergence. The same jump with the same terms is one."""
     from types import SimpleNamespace
 
-    from fast_nst.guards import DivergedError, DivergenceGuard
+    from fast_nst.training.guards import DivergedError, DivergenceGuard
 
     def run(phases):
         guard = DivergenceGuard(factor=5, steps=10, min_output_std=0)

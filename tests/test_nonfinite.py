@@ -5,13 +5,13 @@ import pytorch_lightning as pl
 import pytest
 import torch
 
-from fast_nst.callbacks import ExportCallback
-from fast_nst.checkpoint_io import AtomicCheckpointIO
-from fast_nst.errors import NonFiniteLossError
-from fast_nst.export import load_network
-from fast_nst.guards import NonFiniteLossGuard
+from fast_nst.training.callbacks import ExportCallback
+from fast_nst.training.checkpoint_io import AtomicCheckpointIO
+from fast_nst.io.errors import NonFiniteLossError
+from fast_nst.io.export import load_network
+from fast_nst.training.guards import NonFiniteLossGuard
 from fast_nst.kinds import get_kind
-from fast_nst.paintings import Painting
+from fast_nst.io.paintings import Painting
 
 BAD_STEP = 4  # the 4th optimisation step goes wrong; 3 good ones before it
 

@@ -1,13 +1,13 @@
-"""ONNX export with dynamic sizes, checked against PyTorch with ONNX Runtime (fast_nst.onnx_export)."""
+"""ONNX export with dynamic sizes, checked against PyTorch with ONNX Runtime (fast_nst.stylize.onnx)."""
 
 import pytest
 import torch
 
 from conftest import ROOT
-from fast_nst.export import load_network
+from fast_nst.io.export import load_network
 from fast_nst.models.transformer import TransformerNet
-from fast_nst.images import list_images, load_rgb, pil_to_tensor
-from fast_nst.onnx_export import OnnxStylizer, export_metadata_strings, export_onnx, quantize_int8, read_onnx_metadata
+from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
+from fast_nst.stylize.onnx import OnnxStylizer, export_metadata_strings, export_onnx, quantize_int8, read_onnx_metadata
 
 MODEL = ROOT / "checkpoints" / "starry_night.safetensors"
 
@@ -69,9 +69,9 @@ def test_int8_is_within_its_stated_db_of_pytorch(shipped, tmp_path):
 
 def test_metadata_is_copied_from_the_export(shipped):
     _, meta, path = shipped
-    from fast_nst.export import FORMAT
-    from fast_nst.onnx_export import read_onnx_info
-    from fast_nst.stylizer import Stylizer
+    from fast_nst.io.export import FORMAT
+    from fast_nst.stylize.onnx import read_onnx_info
+    from fast_nst.stylize.stylizer import Stylizer
 
     m = read_onnx_metadata(path)
     assert m["styles"] == [p.to_dict() for p in meta.styles] and m["network"] == meta.network
@@ -107,8 +107,8 @@ def _export(*args: str, timeout: int = 900):
 def test_export_command_writes_checked_graphs_beside_the_export(tmp_path):
     import shutil
 
-    from fast_nst.onnx_export import SOURCE_SHA_KEY
-    from fast_nst.paintings import file_sha256
+    from fast_nst.stylize.onnx import SOURCE_SHA_KEY
+    from fast_nst.io.files import file_sha256
 
     src = tmp_path / "sn.safetensors"
     shutil.copy(MODEL, src)
@@ -130,8 +130,8 @@ def test_stylize_py_runs_an_onnx_checkpoint(shipped, tmp_path):
     from PIL import Image
 
     from conftest import compose
-    from fast_nst.images import tensor_to_pil
-    from fast_nst.stylize_cli import run
+    from fast_nst.io.images import tensor_to_pil
+    from fast_nst.stylize.command import run
 
     _, _, path = shipped
     src = tmp_path / "odd.png"
@@ -152,11 +152,11 @@ def test_onnx_picture_script(shipped, tmp_path):
     from PIL import Image
 
     from conftest import run_script
-    from fast_nst.grids import GAP
+    from grids import GAP
 
     _, _, path = shipped
     out = tmp_path / "onnx.jpg"
-    r = run_script("scripts/onnx_picture.py", "--ckpt", str(MODEL), "--onnx", str(path), "--size", "64",
+    r = run_script("tools/onnx_picture.py", "--ckpt", str(MODEL), "--onnx", str(path), "--size", "64",
                    "--width", "60", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     assert Image.open(out).width == 2 * 60 + GAP

@@ -1,23 +1,20 @@
-"""scripts/painting_losses.py: each network's terms on its own training objective, for exports and
+"""tools/painting_losses.py: each network's terms on its own training objective, for exports and
 for periodic training checkpoints (how the multi-style model is compared with per-style ones at
 the same number of steps). Real VGG16, 32 px."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 
+import painting_losses  # tools/ (pytest's pythonpath)
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import painting_losses  # noqa: E402
 
 
 def test_a_training_checkpoint_scores_like_its_export(tmp_path, vgg16_weights):
-    from fast_nst.export import load_network
+    from fast_nst.io.export import load_network
 
     net, info = load_network(ROOT / "checkpoints" / "starry_night.safetensors")
     hp = {"model": {"kind": info.kind, **info.network}, "paintings": [p.to_dict() for p in info.styles],
@@ -43,7 +40,7 @@ def test_a_painting_no_network_holds_is_scored_on_the_first_networks_objective(t
     multiplier 1, so the photo's style term is the udnie model's own divided by its multiplier."""
     import shutil
 
-    from fast_nst.export import read_export
+    from fast_nst.io.export import read_export
 
     out = tmp_path / "table.json"
     copy = shutil.copy(ROOT / "assets" / "styles" / "udnie.jpg", tmp_path / "udnie_copy.jpg")

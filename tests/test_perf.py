@@ -7,8 +7,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import CONF
-from fast_nst.lit_module import PerfOptions, StyleTransferModule
-from fast_nst.losses import PerceptualLoss
+from fast_nst.training.module import PerfOptions, StyleTransferModule
+from fast_nst.models.losses import PerceptualLoss
 from fast_nst.models.norms import InstanceNorm2d
 from fast_nst.models.transformer import TransformerNet
 from fast_nst.models.vgg import VGGEncoder
@@ -135,7 +135,7 @@ def test_fast_and_plain_training_steps_agree(vgg16_weights, style_image):
 
 
 def test_gram_of_channels_last_features_equals_contiguous():
-    from fast_nst.losses import gram_matrix
+    from fast_nst.models.stats import gram_matrix
 
     f = torch.randn(2, 16, 9, 11)
     torch.testing.assert_close(gram_matrix(f.contiguous(memory_format=torch.channels_last)), gram_matrix(f),

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from rich.console import Console
 
-from fast_nst.progress import StepProgressBar, format_duration
+from fast_nst.training.progress import StepProgressBar, format_duration
 from tiny_training import TinyModule
 
 STEPS = 7

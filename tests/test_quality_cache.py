@@ -1,4 +1,4 @@
-"""The L-BFGS curve cache of the quality benchmark (fast_nst/quality.py): a curve is computed once
+"""The L-BFGS curve cache of the quality benchmark (fast_nst/optimize/quality.py): a curve is computed once
 and reused for any network on the same objective, which is what makes time-to-quality over many
 checkpoints affordable. Real VGG16, tiny sizes."""
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import ROOT, run_script
-from fast_nst.images import list_images
-from fast_nst.quality import evaluate
+from fast_nst.io.images import list_images
+from fast_nst.optimize.quality import evaluate
 
 SHIPPED = ROOT / "checkpoints" / "starry_night.safetensors"
 
@@ -56,7 +56,7 @@ def test_a_damaged_cache_entry_is_recomputed(tmp_path, vgg16_weights):
 @pytest.mark.slow
 def test_quality_over_a_folder_of_training_checkpoints(tmp_path, vgg16_weights):
     """ckpt=FOLDER evaluates every periodic checkpoint in step order and tabulates them."""
-    from fast_nst.export import load_network
+    from fast_nst.io.export import load_network
 
     net, info = load_network(SHIPPED)
     hp = {"model": {"kind": info.kind, **info.network}, "paintings": [p.to_dict() for p in info.styles],
@@ -68,7 +68,7 @@ def test_quality_over_a_folder_of_training_checkpoints(tmp_path, vgg16_weights):
         torch.save({"hyper_parameters": hp, "global_step": step,
                     "state_dict": {k: v * scale if v.is_floating_point() else v for k, v in state.items()}},
                    runs / f"step{step:07d}.ckpt")
-    r = run_script("scripts/quality.py", f"ckpt={runs}", f"photos={ROOT / 'assets' / 'photos'}", "num_photos=2",
+    r = run_script("quality", f"ckpt={runs}", f"photos={ROOT / 'assets' / 'photos'}", "num_photos=2",
                    "size=32", "iterations=8", "report_at=[4]", f"output={tmp_path / 'out'}",
                    f"vgg_weights={vgg16_weights}", f"cache_dir={tmp_path / 'cache'}")
     assert r.returncode == 0, r.stderr[-3000:]

@@ -38,8 +38,8 @@ def test_cpu_zoo_needs_photos_and_is_the_zoo_recipe():
 
 
 def test_cpu_zoo_without_photos_fails_fast_naming_the_option(tmp_path):
-    from fast_nst.errors import ConfigError
-    from fast_nst.validate import validate_train
+    from fast_nst.io.errors import ConfigError
+    from fast_nst.io.validate import validate_train
 
     cfg = compose("train", ["experiment=cpu_zoo", f"export.dir={tmp_path}"])
     with pytest.raises(ConfigError, match="data.root"):
@@ -47,7 +47,7 @@ def test_cpu_zoo_without_photos_fails_fast_naming_the_option(tmp_path):
 
 
 def test_per_painting_multipliers_are_set_and_positive():
-    from fast_nst.paintings import bundled_names
+    from fast_nst.io.paintings import bundled_names
 
     weights = {n: compose("train", [f"style={n}"]).style.weight for n in bundled_names()}
     assert all(w > 0 for w in weights.values()), weights
@@ -63,7 +63,7 @@ def _style_losses(run_dir):
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_each_recipe_lowers_the_style_loss(recipe, tmp_path, photos_dir, vgg16_weights):
     """The recipe's own loss weights and optimiser on tiny crops: 12 steps lower the style loss."""
-    from fast_nst.train import train
+    from fast_nst.training.run import train
 
     cfg = compose("train", [
         f"experiment={recipe}", f"data.root={photos_dir}", "data.image_size=48",

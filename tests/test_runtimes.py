@@ -1,4 +1,4 @@
-"""Runtimes (fast_nst.runtimes): ONNX Runtime behind the same network interface as the PyTorch kinds,
+"""Runtimes (fast_nst.stylize.runtimes): ONNX Runtime behind the same network interface as the PyTorch kinds,
 conditioned networks exported with their conditioning as graph inputs, and how runtime=auto /
 onnx / onnx-int8 find, check and build an export's graphs."""
 
@@ -13,13 +13,13 @@ from torch import nn
 
 from conftest import ROOT
 from fast_nst import Stylizer
-from fast_nst.errors import ConfigError
-from fast_nst.export import export_network, read_export
+from fast_nst.io.errors import ConfigError
+from fast_nst.io.export import export_network, read_export
 from fast_nst.kinds import StyleNetwork, get_kind, register_kind
 from fast_nst.kinds.base import embedding_feed
-from fast_nst.onnx_export import INPUTS_KEY, OnnxNetwork, export_onnx, read_onnx_metadata
-from fast_nst.paintings import resolve_painting
-from fast_nst.runtimes import write_graphs
+from fast_nst.stylize.onnx import INPUTS_KEY, OnnxNetwork, export_onnx, read_onnx_metadata
+from fast_nst.io.paintings import resolve_painting
+from fast_nst.stylize.runtimes import write_graphs
 
 PAINTING = ROOT / "assets" / "styles" / "the_scream.jpg"
 
@@ -46,7 +46,7 @@ class ColourEmbeddingNetwork(StyleNetwork):
         return images.mean((2, 3))
 
     def condition(self, style=None, style_weights=None, style_image=None, style_size=None):
-        from fast_nst.images import load_rgb, pil_to_tensor
+        from fast_nst.io.images import load_rgb, pil_to_tensor
 
         return self.embed(pil_to_tensor(load_rgb(style_image, max_size=64)).unsqueeze(0))
 
@@ -195,7 +195,7 @@ def test_stylizer_names_no_runtime_and_no_kind():
 
     import ast
 
-    tree = ast.parse((ROOT / "fast_nst" / "stylizer.py").read_text())
+    tree = ast.parse((ROOT / "fast_nst" / "stylize" / "stylizer.py").read_text())
     for node in ast.walk(tree):  # the code, not its docstrings (which may give examples)
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):

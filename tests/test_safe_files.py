@@ -10,9 +10,9 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import compose
-from fast_nst.checkpoint_io import AtomicCheckpointIO
-from fast_nst.errors import ConfigError
-from fast_nst.stylizer import Stylizer
+from fast_nst.training.checkpoint_io import AtomicCheckpointIO
+from fast_nst.io.errors import ConfigError
+from fast_nst.stylize.stylizer import Stylizer
 from tiny_training import TinyModule
 
 

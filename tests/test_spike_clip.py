@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import compose
-from fast_nst.lit_module import StyleTransferModule
+from fast_nst.training.module import StyleTransferModule
 
 
 def _module(vgg16_weights, *overrides):

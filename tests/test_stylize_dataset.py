@@ -24,7 +24,7 @@ from fast_nst.dataset.local_cluster import kill_session
 from fast_nst.dataset.manifest import ManifestLog, compact, read_rows
 from fast_nst.dataset.plan import assign_painting, is_done, mirror_outputs, plan, remove_stale_temporaries
 from fast_nst.dataset.worker import StylizeWorker
-from fast_nst.errors import ConfigError
+from fast_nst.io.errors import ConfigError
 
 PAINTINGS = ROOT / "assets" / "styles"
 
@@ -63,7 +63,7 @@ def test_plan_mirrors_the_tree_and_draws_by_relative_path(tmp_path):
 @pytest.mark.parametrize("output", ["in", "in/sub/out", "in/../in", "paintings/x"])
 def test_an_output_folder_in_the_input_or_paintings_folder_is_refused(tmp_path, output):
     from fast_nst.dataset.job import check_options
-    from fast_nst.errors import OutputIsInputError
+    from fast_nst.io.errors import OutputIsInputError
 
     for d in ("in", "paintings"):
         (tmp_path / d).mkdir()
@@ -167,7 +167,7 @@ def test_the_command_says_what_is_wrong_in_one_line_and_exits_2(tmp_path):
 
 def test_paintings_fit_the_kind():
     from fast_nst.dataset.job import model_paintings
-    from fast_nst.stylizer import Stylizer
+    from fast_nst.stylize.stylizer import Stylizer
 
     starry = Stylizer.load("starry_night", device="cpu")
     cfg = SimpleNamespace(ckpt="starry_night", paintings=None)

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from conftest import compose
-from fast_nst.errors import ConfigError
-from fast_nst.images import ImageTooLarge, PixelLimit, open_image, read_header
-from fast_nst.validate import validate_stylize, validate_train
+from fast_nst.io.errors import ConfigError
+from fast_nst.io.images import ImageTooLarge, PixelLimit, open_image, read_header
+from fast_nst.io.validate import validate_stylize, validate_train
 from image_zoo import raw_png
 
 PIL_WARNS = Image.MAX_IMAGE_PIXELS  # 89,478,485: PIL's DecompressionBombWarning threshold
@@ -61,10 +61,10 @@ def test_a_raised_limit_goes_past_pils_hard_error_and_a_lower_one_is_kept(tmp_pa
 def test_stylize_refuses_the_large_file_and_writes_the_others(tmp_path, capsys):
     import torch
 
-    from fast_nst import stylize_cli
-    from fast_nst.export import export_network
+    from fast_nst.stylize import command as stylize_cli
+    from fast_nst.io.export import export_network
     from fast_nst.kinds import get_kind
-    from fast_nst.paintings import Painting
+    from fast_nst.io.paintings import Painting
 
     torch.manual_seed(0)
     ckpt = tmp_path / "tiny.safetensors"

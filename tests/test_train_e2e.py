@@ -48,7 +48,7 @@ def test_resume_continues_exactly(tmp_path, photos_dir, vgg16_weights):
     """2+2 steps with a kill in between == 4 steps straight: optimizer, step and data order."""
     from hydra.core.hydra_config import HydraConfig
 
-    from fast_nst.train import train
+    from fast_nst.training.run import train
 
     def run(name, steps, resume=None):
         cfg = compose("train", [
@@ -71,7 +71,7 @@ def test_resume_continues_exactly(tmp_path, photos_dir, vgg16_weights):
 
 
 def test_resume_without_checkpoint_is_explained(tmp_path):
-    from fast_nst.train import resolve_resume
+    from fast_nst.training.run import resolve_resume
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     with pytest.raises(FileNotFoundError, match="ckpt_path=last"):

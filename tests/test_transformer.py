@@ -74,7 +74,7 @@ def test_a_kind_can_bring_its_own_norm_layer_and_it_receives_the_condition():
 
 
 def test_prepare_batch_keeps_the_structure_and_finds_the_photos():
-    from fast_nst.lit_module import prepare_batch
+    from fast_nst.training.module import prepare_batch
 
     photos, paintings = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     cl = torch.channels_last

@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from conftest import compose, run_script
-from fast_nst.errors import ConfigError
-from fast_nst.export import export_network
+from fast_nst.io.errors import ConfigError
+from fast_nst.io.export import export_network
 from fast_nst.kinds import get_kind
-from fast_nst.paintings import Painting
-from fast_nst.validate import validate_train
+from fast_nst.io.paintings import Painting
+from fast_nst.io.validate import validate_train
 from image_zoo import make_zoo
 
 
@@ -88,7 +88,7 @@ def test_stylize_cli_user_error_exit_2_and_full_error_shows_the_traceback(tiny_e
 
 
 def test_stylize_a_folder_of_bad_images_writes_the_good_ones_and_names_the_rest(tiny_export, tmp_path, capsys):
-    from fast_nst import stylize_cli
+    from fast_nst.stylize import command as stylize_cli
 
     zoo = make_zoo(tmp_path / "zoo")
     out = tmp_path / "out"
@@ -118,8 +118,8 @@ def test_stylize_a_folder_of_bad_images_writes_the_good_ones_and_names_the_rest(
 
 
 def test_stylize_a_failure_inside_the_network_fails_that_input_only(tiny_export, tmp_path, monkeypatch, capsys):
-    from fast_nst import stylize_cli
-    from fast_nst.stylizer import Stylizer
+    from fast_nst.stylize import command as stylize_cli
+    from fast_nst.stylize.stylizer import Stylizer
 
     src = tmp_path / "in"
     src.mkdir()

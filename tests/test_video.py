@@ -1,4 +1,4 @@
-"""Video stylization (fast_nst.video) and flicker (fast_nst.temporal) on clips made here with PyAV:
+"""Video stylization (fast_nst.stylize.video) and flicker (fast_nst.stylize.temporal) on clips made here with PyAV:
 a moving colour pattern, a 440 Hz sine audio track, a rotation tag and uneven frame times."""
 
 from fractions import Fraction
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import ROOT
-from fast_nst.export import load_network
-from fast_nst.temporal import (CompensatedSmoother, ExponentialSmoother, FlickerMeter, GatedSmoother,
+from fast_nst.io.export import load_network
+from fast_nst.stylize.temporal import (CompensatedSmoother, ExponentialSmoother, FlickerMeter, GatedSmoother,
                                estimate_affine, make_smoother)
-from fast_nst.video import VideoError, probe_video, stylize_video
+from fast_nst.stylize.video import VideoError, probe_video, stylize_video
 
 MODEL = ROOT / "checkpoints" / "starry_night.safetensors"
 TB = Fraction(1, 30000)
@@ -279,7 +279,7 @@ def test_stylize_cli_explains_a_corrupt_video(clip, tmp_path, capsys):
     """A truncated download (MP4 whose index never got written) and a non-video: exit status 1,
     the file named, what to do said, and no output left behind."""
     from conftest import compose
-    from fast_nst.stylize_cli import run
+    from fast_nst.stylize.command import run
 
     src, _ = clip
     cut = tmp_path / "cut.mp4"
@@ -295,17 +295,17 @@ def test_stylize_cli_explains_a_corrupt_video(clip, tmp_path, capsys):
 
 
 def test_video_strip_picture(clip, tmp_path):
-    """scripts/video_strip.py (the README's video picture): source frames over stylized frames."""
+    """tools/video_strip.py (the README's video picture): source frames over stylized frames."""
     from PIL import Image
 
     from conftest import run_script
 
     src, _ = clip
     out = tmp_path / "strip.jpg"
-    r = run_script("scripts/video_strip.py", str(src), str(src), "--frames", "3", "--cell", "64", "--out", str(out))
+    r = run_script("tools/video_strip.py", str(src), str(src), "--frames", "3", "--cell", "64", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     im = Image.open(out)
     probe = probe_video(src)
     assert im.width == 3 * 64 + 2 * 4 and im.height == 2 * (64 * probe.height // probe.width) + 4
-    bad = run_script("scripts/video_strip.py", str(tmp_path / "none.mp4"), str(src), "--out", str(out))
+    bad = run_script("tools/video_strip.py", str(tmp_path / "none.mp4"), str(src), "--out", str(out))
     assert bad.returncode == 2 and "none.mp4" in bad.stderr

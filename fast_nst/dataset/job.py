@@ -24,8 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fast_nst.dataset.manifest import MANIFEST_NAME, ManifestLog, compact
 from fast_nst.dataset.plan import Item, plan, remove_stale_temporaries
-from fast_nst.errors import ConfigError, MissingPathError
-from fast_nst.images import IMAGE_EXTENSIONS, list_images, resolve_path
+from fast_nst.io.errors import ConfigError, MissingPathError
+from fast_nst.io.images import IMAGE_EXTENSIONS, list_images, resolve_path
 
 console = Console(stderr=True)
 log = logging.getLogger("fast_nst")
@@ -82,7 +82,7 @@ def model_paintings(cfg, stylizer) -> tuple[bool, list[str], str]:
 
 def check_options(cfg) -> tuple[Path, Path]:
     """(input folder, output folder), or a ConfigError naming the option, before anything loads."""
-    from fast_nst.validate import refuse_overwriting_inputs, validate_dataset
+    from fast_nst.io.validate import refuse_overwriting_inputs, validate_dataset
 
     validate_dataset(cfg)
     src, dst = Path(str(cfg.input)).expanduser().absolute(), Path(str(cfg.output)).expanduser().absolute()
@@ -171,7 +171,7 @@ class JobProgress:
         return self.written / max(1e-9, time.perf_counter() - self.start)
 
     def eta(self) -> str:
-        from fast_nst.progress import format_duration
+        from fast_nst.training.progress import format_duration
 
         left = self.total - self.done
         return format_duration(left / self.rate) if self.rate > 0 else "?"
@@ -204,7 +204,7 @@ def run_job(cfg, worker_cls: type | None = None) -> Summary:
     """The whole job (see the module docstring). `worker_cls`: the actor class (StylizeWorker or
     a subclass; tests use one that dies once)."""
     from fast_nst.dataset.worker import StylizeWorker
-    from fast_nst.stylizer import Stylizer
+    from fast_nst.stylize.stylizer import Stylizer
 
     src, dst = check_options(cfg)
     _ray()  # installed? (before the network and the folder scan)

@@ -1,5 +1,5 @@
 """A Ray cluster of several nodes on this machine, loopback only, for trying `ray_address=` without
-a second machine (scripts/bench_dataset.py --cluster measures with it):
+a second machine (benchmarks/bench_dataset.py --cluster measures with it):
 
     with local_cluster(nodes=2, cpus_per_node=2, port=6390) as address:
         ... python -m fast_nst.dataset ... ray_address=<address>

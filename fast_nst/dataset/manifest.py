@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from fast_nst.images import atomic_write
+from fast_nst.io.files import atomic_write
 
 FIELDS = ("image", "output", "painting", "model", "seconds", "status", "worker", "error")
 STATUSES = ("ok", "skipped", "unreadable", "failed")

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from fast_nst.errors import ConfigError
+from fast_nst.io.errors import ConfigError
 
 FORMATS = {"same": None, "jpg": ".jpg", "png": ".png", "webp": ".webp"}
-# fast_nst.images.atomic_write's temporary files: .<name>.<8 random chars>.tmp beside <name>
+# fast_nst.io.images.atomic_write's temporary files: .<name>.<8 random chars>.tmp beside <name>
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 

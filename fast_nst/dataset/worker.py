@@ -25,8 +25,8 @@ class StylizeWorker:
                  style_size: int | None = None, quality: int = 95, cached_paintings: int = 256):
         import torch
 
-        from fast_nst.images import PixelLimit
-        from fast_nst.stylizer import Stylizer
+        from fast_nst.io.images import PixelLimit
+        from fast_nst.stylize.stylizer import Stylizer
 
         if threads:
             torch.set_num_threads(int(threads))
@@ -49,15 +49,15 @@ class StylizeWorker:
         return {"style_image": painting} if self.arbitrary else {"style": painting}
 
     def write(self, image, path: str) -> None:
-        from fast_nst.images import save_image_atomic
+        from fast_nst.io.images import save_image_atomic
 
         ext = Path(path).suffix.lower()
         save_image_atomic(image, path, **({"quality": self.quality} if ext in (".jpg", ".jpeg", ".webp") else {}))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from fast_nst.dataset.plan import is_done
-        from fast_nst.errors import one_line
-        from fast_nst.images import ImageError, limit_size, open_image
+        from fast_nst.io.errors import one_line
+        from fast_nst.io.images import ImageError, limit_size, open_image
 
         n = len(batch["image"])
         rows: list[dict[str, Any]] = []

@@ -1,5 +1,5 @@
-"""Network kinds. A kind is one module in this package (a `StyleNetwork` subclass decorated with
-`@register_kind`) plus one config file in conf/model/ whose `kind:` key names it; training,
+"""Network kinds. A kind is one package in here, kinds/<name>/ (its `StyleNetwork` subclass decorated
+with `@register_kind`, and its network, loss terms and weight specs beside it) plus one config file in conf/model/ whose `kind:` key names it; training,
 export, `Stylizer` and the scripts find it here by that name, so adding a kind edits nothing else.
 
 Kinds in this package are imported on the first lookup of a name that is not registered yet;

