@@ -84,9 +84,19 @@ def usage() -> str:
             "fast-nst COMMAND --help lists a command's options; every option is commented in conf/.")
 
 
+# the command of this process, for the processes distributed training starts (see `main`)
+COMMAND_ENV = "FAST_NST_COMMAND"
+
+
 def main(argv: list[str] | None = None) -> None:
     """`fast-nst COMMAND key=value ...`: the command's Hydra app on the remaining arguments."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if (not argv or argv[0] not in COMMANDS) and os.environ.get("LOCAL_RANK") \
+            and os.environ.get(COMMAND_ENV) in COMMANDS:
+        # a process Lightning starts for distributed training reruns this program (`python
+        # sys.argv[0] ...` or `python -m fast_nst ...`) with the options but not the command word,
+        # which its parent left in the environment
+        argv = [os.environ[COMMAND_ENV], *argv]
     if not argv or argv[0] not in COMMANDS:
         asked = bool(argv) and argv[0] in ("-h", "--help", "help")
         if argv and not asked:
@@ -95,7 +105,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if asked else EXIT_USAGE)
     for key, value in COMMANDS[argv[0]].env:
         os.environ.setdefault(key, value)
-    sys.argv = [f"fast-nst {argv[0]}", *argv[1:]]  # Hydra parses sys.argv
+    os.environ[COMMAND_ENV] = argv[0]
+    # Hydra parses sys.argv[1:]; argv[0] stays the program that was run, which Lightning's DDP
+    # launcher starts again for the other ranks (a made-up name there is a file that does not exist)
+    sys.argv = [sys.argv[0], *argv[1:]]
     app_of(argv[0])()
 
 
