@@ -51,7 +51,7 @@ COMMANDS: dict[str, Command] = {
                    "the web page: upload a photo or a video, pick a network and a painting",
                    # OpenMP's idle threads sleep instead of spinning: the page shares the CPU with the
                    # browser and other requests, and spinning threads slowed the Live tab ~20x on a busy
-                   # 2-core machine (README, Web page)
+                   # 2-core machine (docs/stylizing/web-page.md)
                    env=(("OMP_WAIT_POLICY", "PASSIVE"),)),
 }
 

@@ -45,7 +45,7 @@ INPUTS_KEY = "fast_nst.onnx.inputs"        # JSON {name: width} of the condition
 SOURCE_SHA_KEY = "fast_nst.onnx.source_sha256"  # the .safetensors the graph was made from
 OPSET = 20
 # Optimisation levels by name (ONNX Runtime's GraphOptimizationLevel); measured best on our CPU
-# in benchmarks/bench.py: see the README's Performance section.
+# in benchmarks/bench.py: see docs/performance.md.
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "layout", "all")
 
 
@@ -206,7 +206,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
     `calibration` batches: (1, 3, H, W) photos in [0, 1], or feeds {input name: tensor} for a
     graph with conditioning inputs (`calibration_feeds`); a handful at 256 px is enough.
 
-    The recipe, measured in benchmarks/bench_runtimes.py (README, Runtimes):
+    The recipe, measured in benchmarks/bench_runtimes.py (docs/export.md, Runtimes):
     - QOperator format (QLinearConv): faster than QDQ on our CPUs;
     - `reduce_range` (7-bit weights): the u8 x s8 products of CPUs without AVX-512 VNNI (AVX2,
       plain AVX-512) add pairs in 16 bits and saturate with 8-bit weights; with 7 bits they

@@ -30,7 +30,7 @@ log = logging.getLogger("fast_nst")
 RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 GRAPHS = ("onnx", "onnx-int8")           # the runtimes that run an ONNX graph
 # What runtime=auto runs on a CPU when the graph is there: measured in benchmarks/bench_runtimes.py
-# (README, Runtimes): speed and quality of each runtime on the zoo's networks.
+# (docs/export.md, Runtimes): speed and quality of each runtime on the zoo's networks.
 AUTO_CPU = "onnx-int8"
 SUFFIX = {"onnx": ".onnx", "onnx-int8": "_int8.onnx"}
 CALIBRATION_SIZE = 256  # px, long side of the int8 calibration photos
@@ -183,7 +183,7 @@ def open_network(path: Path | None, runtime: str | None, *, device: str = "auto"
             return Opened(OnnxNetwork(graph, net, **session), info, AUTO_CPU)
         note = "" if why else (f"runtime=auto ran PyTorch: {name} has no {AUTO_CPU} graph yet; "
                                f"`python -m fast_nst export ckpt={path or name}` writes it (faster on a CPU; "
-                               "README, Runtimes)")
+                               "docs/export.md, Runtimes)")
         return Opened(net, info, "torch", note=note)
     # runtime=onnx / onnx-int8, asked for by name
     if not net.graph_export:

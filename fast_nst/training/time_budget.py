@@ -10,7 +10,7 @@ Two clocks. `wall`: seconds since the first training step, what a user waits. `c
 seconds of the training process and its data-loading workers, times `cpu_scale`; on a machine
 shared with other jobs this is the steadier measure (a 1-thread run's CPU seconds hardly depend on
 the load, its wall time does), and `cpu_scale` converts it to seconds of another setting, e.g. an
-idle machine's wall seconds (README "Train your own painting" says how it was calibrated).
+idle machine's wall seconds (docs/training/own-painting.md says how it was calibrated).
 Time spent writing this callback's own checkpoints is not counted.
 """
 

@@ -16,7 +16,7 @@ Every run used to start from random weights, although the project ships a multi-
 
 A per-style network's instance norms are exactly one row of the multi-style network's conditional
 norms, so (b)'s rows-only phase is (a)'s training, and (b) and (c) differ only in where the row
-starts. README "Train your own painting" has the measurements that chose the schedules.
+starts. docs/training/own-painting.md has the measurements that chose the schedules.
 
 A warm start is a Hydra object (`_target_`): `prepare(cfg)` edits the run's config before anything
 is built (the network kind and shape, the objective recorded in the source export, `init_from`),
