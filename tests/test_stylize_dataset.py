@@ -182,13 +182,13 @@ def test_paintings_fit_the_kind():
 
 
 # ------------------------------------------------------------------ the job on Ray (slow)
-def _photos(folder: Path, n: int = 40) -> list[str]:
-    """n small photos in four sub-folders, made from the bundled photos; their relative paths."""
+def _photos(folder: Path, n: int = 40, side: int = 48) -> list[str]:
+    """n small photos (`side` px) in four sub-folders, made from the bundled photos; their relative paths."""
     src = sorted((ROOT / "assets" / "photos").glob("*.jpg"))
     rels = []
     for i in range(n):
         im = Image.open(src[i % len(src)]).convert("RGB")
-        im.thumbnail((48 + 4 * (i % 3), 48))  # a few sizes, so batches mix shapes
+        im.thumbnail((side + 4 * (i % 3), side))  # a few sizes, so batches mix shapes
         rel = f"class{i % 4}/img{i:02d}.jpg"
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         im.save(folder / rel, quality=90)
@@ -283,7 +283,9 @@ def test_a_killed_run_resumes_without_redoing_finished_images(tmp_path, magenta_
     from fast_nst.dataset.job import run_job
 
     src, dst = tmp_path / "photos", tmp_path / "stylized"
-    rels = _photos(src)
+    # enough work after the 12th image that the kill lands mid-job on a fast machine too (40 photos
+    # of 48 px were all written before the kill in CI's run)
+    rels = _photos(src, n=120, side=192)
     args = [f"input={src}", f"output={dst}", "ckpt=magenta", f"paintings={PAINTINGS}", "actors=1",
             "batch_size=1", "num_cpus=2", "object_store_mb=300", "progress_every_s=1"]
     env = dict(os.environ, FAST_NST_CACHE=str(magenta_weights_cache), PYTHONUNBUFFERED="1",
