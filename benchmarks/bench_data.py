@@ -18,7 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from fast_nst.training.data.photos import DECODERS, loader_throughput
+from fast_nst.training.data.decode import DECODERS
+
+from fast_nst.training.data.photos import loader_throughput
 from fast_nst.io.images import list_images
 from fast_nst.io.files import atomic_write
 

@@ -61,7 +61,7 @@ def machine() -> str:
 
 def networks(args):
     """(label, network, info, export path or None) to measure."""
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
     from fast_nst.kinds import get_kind
     from fast_nst.stylize.stylizer import find_checkpoint
 
@@ -153,7 +153,7 @@ def time_rounds(runs: dict, x: torch.Tensor, reps: int) -> dict[str, float]:
 
 
 def quality(net, info, g: dict[str, Path], photos: list[Path], psnr_size: int, loss_size: int) -> dict:
-    from fast_nst.training.data.photos import resize_crop
+    from fast_nst.training.data.decode import resize_crop
     from fast_nst.io.export import training_ingredients
     from fast_nst.io.images import load_rgb, pil_to_tensor
     from fast_nst.kinds.base import painting_tensor

@@ -11,7 +11,9 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from fast_nst.training.data.photos import PhotoDataModule, load_crop, resize_crop
+from fast_nst.training.data.decode import load_crop, resize_crop
+
+from fast_nst.training.data.photos import PhotoDataModule
 from fast_nst.training.data.report import METRIC, SkippedImagesReport
 from fast_nst.io.images import ImageError, load_rgb, to_rgb
 from image_zoo import QUADRANTS, make_zoo, quadrant_means, quadrants

@@ -4,7 +4,9 @@ import torch
 from PIL import Image
 
 from conftest import data_module
-from fast_nst.training.data.photos import EpochSampler, PhotoDataset, load_crop
+from fast_nst.training.data.decode import load_crop
+from fast_nst.training.data.sampler import EpochSampler
+from fast_nst.training.data.photos import PhotoDataset
 
 
 def _make_photos(d, n=6, size=(80, 60)):

@@ -7,7 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_nst.training.data.photos import PhotoDataset, load_crop, loader_kwargs, loader_throughput, worker_init
+from fast_nst.training.data.decode import load_crop
+
+from fast_nst.training.data.sampler import loader_kwargs, worker_init
+
+from fast_nst.training.data.photos import PhotoDataset, loader_throughput
 from conftest import ROOT, data_module
 
 

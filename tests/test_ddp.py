@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT
-from fast_nst.training.data.photos import EpochSampler, ResumableLoader
+from fast_nst.training.data.sampler import EpochSampler, ResumableLoader
 
 
 def test_sampler_shards_are_disjoint_equal_and_resume_per_rank():
@@ -51,7 +51,8 @@ def test_ddp_two_cpu_processes_train_shard_and_export(tmp_path, photos_dir, vgg1
     assert "Starting with 2 processes" in out and "distributed_backend=gloo" in out
 
     # the export: one file, the single-process format, the steps of the run
-    from fast_nst.io.export import load_network, read_export
+    from fast_nst.io.export import read_export
+    from fast_nst.kinds import load_network
     from fast_nst.models.transformer import TransformerNet
 
     export = ckpts / "starry_night.safetensors"

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import ROOT, compose, run_script
-from fast_nst.io.export import export_network, load_network, read_export
+from fast_nst.io.export import export_network, read_export
+from fast_nst.kinds import load_network
 from fast_nst.kinds import get_kind
 from fast_nst.models.transformer import SHAPE_DEFAULTS, TransformerNet
 from fast_nst.io.paintings import Painting
@@ -108,7 +109,7 @@ def test_distillation_lowers_the_students_distance_to_the_teacher(photos_dir, vg
     objective alone and once distilled as experiment=distill does (the first 25 steps on the pixel
     target alone, then the objective plus both targets; a multi-style teacher, each image with
     its own painting): distilled, it ends much closer to the teacher on photos neither trained on."""
-    from fast_nst.training.data.photos import resize_crop
+    from fast_nst.training.data.decode import resize_crop
     from fast_nst.training.distill import Distillation
     from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
     from fast_nst.models.losses import PerceptualLoss
@@ -161,7 +162,7 @@ def test_train_py_distills_a_shipped_teacher(tmp_path, photos_dir, vgg16_weights
     """The recipe end to end: train.py experiment=distill teacher=<a per-style export>, 30 steps
     at 64 px; the export is a compact per-style network of the teacher's painting, its card names
     the teacher, and it is closer to the teacher than the same network untrained."""
-    from fast_nst.training.data.photos import resize_crop
+    from fast_nst.training.data.decode import resize_crop
     from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
 
     ckpts, run = tmp_path / "checkpoints", tmp_path / "run"

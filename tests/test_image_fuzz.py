@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fast_nst.training.data.photos import load_crop
+from fast_nst.training.data.decode import load_crop
 from fast_nst.io.images import ImageError, load_rgb, open_image, read_header
 
 # per test; ~4 s each on 2 CPU cores. FAST_NST_FUZZ_EXAMPLES=5000 for a long hunt

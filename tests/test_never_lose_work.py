@@ -35,7 +35,8 @@ from fast_nst.training.callbacks import ExportCallback
 from fast_nst.training.checkpoint_io import AtomicCheckpointIO
 from fast_nst.cli import EXIT_USAGE, check_overrides, run_cli
 from fast_nst.io.errors import ConfigError, DiskFullError, DivergedError, OutputIsInputError, TrainingInterrupted
-from fast_nst.io.export import export_network, load_network
+from fast_nst.io.export import export_network
+from fast_nst.kinds import load_network
 from fast_nst.training.guards import StopOnSignal
 from fast_nst.io.images import ImageTooLarge, list_images, open_image, save_image_atomic
 from fast_nst.io.files import atomic_write
@@ -454,7 +455,7 @@ class _Handlers(torch.utils.data.Dataset):
 
 
 def test_loader_workers_leave_the_signals_to_the_training_process():
-    from fast_nst.training.data.photos import loader_kwargs
+    from fast_nst.training.data.sampler import loader_kwargs
 
     loader = torch.utils.data.DataLoader(_Handlers(), batch_size=2, **loader_kwargs(1, persistent_workers=False))
     assert next(iter(loader)).all()

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from conftest import ROOT, compose, run_script
-from fast_nst.io.export import load_network
+from fast_nst.kinds import load_network
 from fast_nst.kinds import get_kind
 from fast_nst.io.paintings import Painting
 from fast_nst.training.warm_start import AddRows, FromMultiStyle, build_warm_start
@@ -184,7 +184,7 @@ def test_each_warm_start_trains_and_lowers_its_loss(option, tmp_path, photos_dir
     """Through train.py's code path: 10 steps of each start lower the objective on two fixed photos
     (the start's own step-0 network against the export, one objective); rows keeps the other
     paintings bit-identical."""
-    from fast_nst.training.data.photos import resize_crop
+    from fast_nst.training.data.decode import resize_crop
     from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
     from fast_nst.training.module import StyleTransferModule
     from fast_nst.training.run import _apply_init_from, train

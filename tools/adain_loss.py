@@ -25,7 +25,7 @@ import torch
 from rich.progress import track
 
 
-from fast_nst.training.data.photos import resize_crop
+from fast_nst.training.data.decode import resize_crop
 from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
 from fast_nst.io.files import atomic_write
 from fast_nst.kinds.adain.loss import AdaINLoss

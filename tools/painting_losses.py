@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 
-from fast_nst.training.data.photos import resize_crop
+from fast_nst.training.data.decode import resize_crop
 from fast_nst.io.paintings import Painting
 from fast_nst.io.export import training_ingredients
 from fast_nst.io.images import list_images, load_rgb, pil_to_tensor

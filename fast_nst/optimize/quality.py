@@ -27,8 +27,9 @@ from pathlib import Path
 
 import torch
 
-from fast_nst.training.data.photos import resize_crop
-from fast_nst.io.export import ExportInfo, load_export, load_network, training_ingredients
+from fast_nst.training.data.decode import resize_crop
+from fast_nst.io.export import ExportInfo, load_export, training_ingredients
+from fast_nst.kinds import load_network
 from fast_nst.optimize.gatys import GatysObjective, first_reaching, initial_image, optimize_pixels
 from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
 from fast_nst.io.files import atomic_write

@@ -252,7 +252,7 @@ class StopOnSignal(pl.Callback):
     that got the signal is enough). A second signal stops at once, without the checkpoint.
 
     A signal that is ignored when training starts (nohup, `trap '' TERM`) stays ignored. The data
-    loader's workers ignore both (fast_nst.training.data.photos.loader_kwargs), so a Ctrl-C to the whole process
+    loader's workers ignore both (fast_nst.training.data.sampler.loader_kwargs), so a Ctrl-C to the whole process
     group cannot kill one and end the run before the checkpoint is written."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)

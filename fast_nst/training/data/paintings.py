@@ -17,7 +17,9 @@ import torch
 from PIL import Image, ImageEnhance
 from torch.utils.data import Dataset
 
-from fast_nst.training.data.photos import PhotoDataModule, PhotoDataset, scan_images
+from fast_nst.training.data.decode import scan_images
+
+from fast_nst.training.data.photos import PhotoDataModule, PhotoDataset
 from fast_nst.io.errors import ConfigError, MissingPathError
 from fast_nst.io.images import WHITE, ImageError, list_images, load_rgb, pil_to_tensor, resolve_path
 

@@ -1,126 +1,29 @@
-"""Training photos: any folder of images (recursive), COCO, or the bundled free-licence set.
-
-Data order is a pure function of (seed, epoch), and each crop of (seed, epoch, position), so a
-resumed run (`ckpt_path=last`) sees exactly the batches the uninterrupted run would have seen.
-Under DDP every rank takes its own slice of each epoch's order (`EpochSampler` shards itself, so
-Lightning never wraps it).
-
-Photos are decoded either with PIL or with torchvision.io (libjpeg-turbo / libpng straight into a
-uint8 tensor, then an antialiased tensor resize): `decoder` in conf/data/*.yaml; measure with
-`python benchmarks/bench_data.py` or `loader_throughput()`.
+"""Training photos: any folder of images (recursive), COCO, or the bundled free-licence set, as a
+Lightning data module (`PhotoDataModule`): the folders checked and listed, a fixed validation set,
+unusable files skipped and recorded (`SkipLog`), and the loaders, whose order resumes exactly
+(`sampler.py`). One photo becomes one crop in `decode.py`; `loader_throughput()` measures the whole
+loader (`python benchmarks/bench_data.py`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
-import random
-import signal
 import time
-import warnings
+import os
 from pathlib import Path
-from typing import Iterator
 
 import pytorch_lightning as pl
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torch.utils.data.distributed import DistributedSampler
 
 from fast_nst.io.errors import ConfigError, MissingPathError
-from fast_nst.io.images import (IMAGE_EXTENSIONS, WHITE, ImageError, ImageHeader, PixelLimit, list_images,
-                             load_rgb, pil_to_tensor, read_header, resolve_path)
-
-DECODERS = ("pil", "torchvision")
+from fast_nst.io.images import IMAGE_EXTENSIONS, ImageError, list_images, resolve_path
+from fast_nst.training.data.decode import DECODERS, load_crop, scan_images
+from fast_nst.training.data.sampler import EpochSampler, ResumableLoader, _dist_world, loader_kwargs
 
 log = logging.getLogger("fast_nst")
-
-
-def resize_crop(im: Image.Image, size: int, rng: random.Random | None, scale: float = 1.0) -> Image.Image:
-    """Scale the short side to `size` x `scale`, then crop size x size (random with `rng`, else centred)."""
-    w, h, x, y = _crop_box(im.width, im.height, size, rng, scale)
-    im = im.resize((w, h), Image.BILINEAR, reducing_gap=3.0)
-    return im.crop((x, y, x + size, y + size))
-
-
-def _crop_box(w: int, h: int, size: int, rng: random.Random | None, scale: float = 1.0) -> tuple[int, int, int, int]:
-    """Scaled (w, h) with the short side = size x scale, and the crop's top-left (random with `rng`)."""
-    short = max(size, round(size * scale))
-    s = short / min(w, h)
-    w, h = max(short, round(w * s)), max(short, round(h * s))
-    x = rng.randint(0, w - size) if rng else (w - size) // 2
-    y = rng.randint(0, h - size) if rng else (h - size) // 2
-    return w, h, x, y
-
-
-def _tv_decode(path: Path) -> torch.Tensor:
-    """torchvision.io decode to a (3, H, W) uint8 tensor, EXIF rotation applied; raises on bad data."""
-    from torchvision.io import ImageReadMode, decode_image
-
-    data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
-    with warnings.catch_warnings():  # torchvision 0.29 flags its image codecs as deprecated
-        warnings.simplefilter("ignore", DeprecationWarning)
-        x = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-    if x.dtype != torch.uint8 or x.dim() != 3:
-        raise ValueError(f"{path}: {x.dtype} image of shape {tuple(x.shape)}")
-    return x
-
-
-def _torchvision_reads(h: ImageHeader) -> bool:
-    """Plain JPEG and WebP stills, which torchvision.io decodes to the same pixels as PIL.
-
-    Not PNG: torchvision 0.29's PNG decoder crashes the process (SIGSEGV, not an exception) on a
-    PNG whose compressed data is damaged, about a third of the damaged PNGs in our fuzzing, and a
-    crash in a DataLoader worker ends the run (JPEG and WebP: none in 1500 damaged files each).
-    Not alpha or animations either: its RGB mode drops alpha (showing whatever colour hides under
-    transparent pixels) and decodes every frame. Those, palettes, 16-bit and the other formats go
-    through PIL."""
-    return (h.format in ("JPEG", "WEBP") and h.mode in ("RGB", "L", "CMYK")
-            and not h.transparency and h.frames == 1)
-
-
-def tv_resize_crop(x: torch.Tensor, size: int, rng: random.Random | None, scale: float = 1.0) -> torch.Tensor:
-    """`resize_crop` for a (3, H, W) uint8 tensor: antialiased bilinear resize, then the crop."""
-    w, h, cx, cy = _crop_box(x.shape[-1], x.shape[-2], size, rng, scale)
-    if (h, w) != tuple(x.shape[-2:]):
-        x = torch.nn.functional.interpolate(x[None], size=(h, w), mode="bilinear", antialias=True,
-                                            align_corners=False)[0]
-    return x[:, cy:cy + size, cx:cx + size]
-
-
-def pixel_limit(max_pixels: int | None) -> PixelLimit | None:
-    """data.max_image_pixels as the PixelLimit of a training photo (None: PIL's own bomb check)."""
-    if max_pixels is None:
-        return None
-    return PixelLimit(max_pixels, "data.max_image_pixels", "or downscale the photo: training crops are "
-                      "data.image_size px, so a smaller copy trains the same")
-
-
-def load_crop(path: Path, size: int, seed: int | None, decoder: str = "pil",
-              min_size: int = 1, max_pixels: int | None = None, scale: float = 1.0) -> torch.Tensor:
-    """One training/validation crop as float (3, size, size) in [0, 1]; ImageError if unusable.
-    `scale`: the short side is resized to size x scale before cropping (data.photo_scale).
-
-    The header is checked first (readable, a supported format, not a decompression bomb, short
-    side >= `min_size`, at most `max_pixels` pixels), so no decoder ever allocates a bomb's pixels. The picture is the one a
-    viewer shows: EXIF rotation applied, transparency over white, 16-bit scaled by 65535, CMYK and
-    palettes in RGB, the first frame of an animation. With decoder="torchvision", plain 8-bit
-    JPEG/WebP stills go through torchvision.io and everything else, or anything it fails on,
-    through PIL.
-    """
-    header = read_header(path, min_size, pixel_limit(max_pixels))
-    if decoder == "torchvision" and _torchvision_reads(header):
-        try:
-            x = tv_resize_crop(_tv_decode(header.path), size, random.Random(seed) if seed is not None else None,
-                               scale)
-            return x.float().div_(255.0)
-        except (RuntimeError, ValueError, OSError):
-            pass  # PIL either reads it or raises the ImageError that names the problem
-    rng = random.Random(seed) if seed is not None else None
-    return pil_to_tensor(resize_crop(load_rgb(header.path, background=WHITE, limit=pixel_limit(max_pixels)),
-                                     size, rng, scale))
 
 
 class SkipLog:
@@ -216,135 +119,6 @@ class PhotoDataset(Dataset):
         d.mkdir(parents=True, exist_ok=True)
         with open(d / f"rank{_dist_world()[1]}.txt", "a") as f:
             f.write(f"{idx} {seed}\n")
-
-
-def _dist_world() -> tuple[int, int]:
-    """(world size, rank) of the initialised torch.distributed group, else (1, 0)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size(), torch.distributed.get_rank()
-    return 1, 0
-
-
-class EpochSampler(DistributedSampler):
-    """Seeded permutation per epoch that can start part-way through (for exact resume), sharded
-    over the ranks of a DDP run.
-
-    Every rank draws the same global order for (seed, epoch), pads it to a multiple of the world
-    size by repeating its head (like DistributedSampler), and keeps positions rank, rank + world,
-    ...: disjoint shards of equal length, so all ranks run the same number of steps. With one
-    process the order is exactly that of a non-distributed run. `num_replicas`/`rank` default to
-    the initialised torch.distributed group (Lightning creates the train loader after joining it).
-
-    It subclasses DistributedSampler only so that Lightning sees it shards itself and does not
-    wrap it (a wrapper would hide `epoch`/`start`, which exact resume needs); it shares no code.
-    """
-
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True,
-                 num_replicas: int | None = None, rank: int | None = None):
-        # no DistributedSampler.__init__: it wants a dataset and an initialised process group
-        world, r = _dist_world()
-        self.num_replicas = world if num_replicas is None else num_replicas
-        self.rank = r if rank is None else rank
-        if not 0 <= self.rank < self.num_replicas:
-            raise ValueError(f"rank {self.rank} outside world size {self.num_replicas}")
-        self.n, self.seed, self.shuffle, self.drop_last = n, seed, shuffle, False
-        self.total_size = math.ceil(n / self.num_replicas) * self.num_replicas
-        self.num_samples = self.total_size // self.num_replicas
-        self.epoch, self.start = 0, 0  # start: positions of this rank's shard to skip (resume)
-
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at every epoch start
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
-        crops = torch.randint(0, 2**31 - 1, (self.n,), generator=g)
-        pad = self.total_size - self.n
-        if pad:  # drawn after the unpadded order, so one process matches a non-distributed run
-            order = torch.cat([order, order.repeat(math.ceil(pad / self.n))[:pad]])
-            crops = torch.cat([crops, torch.randint(0, 2**31 - 1, (pad,), generator=g)])
-        start, self.start = self.start, 0
-        for k in range(self.rank + start * self.num_replicas, self.total_size, self.num_replicas):
-            yield int(order[k]), int(crops[k])
-
-
-class ResumableLoader(DataLoader):
-    """A DataLoader that Lightning checkpoints (it calls state_dict/load_state_dict on loaders
-    that have them) as (epoch, batches handed out per rank, world size). Under DDP all ranks hand
-    out the same number of batches, so rank zero's state (the one saved) is everyone's; resuming
-    with another world size keeps the epoch and the fraction of it already done (not exact)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._served = 0
-
-    def __iter__(self):
-        self._served = self.sampler.start // self.batch_size  # batches skipped on resume count as served
-        for batch in super().__iter__():
-            self._served += 1
-            yield batch
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.sampler.epoch, "batches": self._served,
-                "world_size": self.sampler.num_replicas}
-
-    def load_state_dict(self, state: dict) -> None:
-        epoch = state["epoch"]
-        batches = state["batches"] * state.get("world_size", 1) // self.sampler.num_replicas
-        if batches >= len(self):
-            # A checkpoint of an epoch's last batch: Lightning resumes it at the next epoch, but
-            # creates this loader's iterator (and draws its first batch) in FitLoop.setup_data,
-            # before on_advance_start calls set_epoch. Left at (epoch, start=all), that iterator
-            # is empty: the resumed run spent Lightning's next epoch on zero batches and read the
-            # order of the epoch after it (tests/test_killed_runs.py, resumed from step 4)
-            epoch, batches = epoch + 1, 0
-        self.sampler.epoch = epoch
-        self.sampler.start = batches * self.batch_size
-
-
-def worker_init(worker_id: int) -> None:
-    """Every loader worker ignores SIGINT and SIGTERM: Ctrl-C reaches the whole process group and a
-    scheduler may signal every process, and a worker killed by either ends the run ("DataLoader
-    worker exited unexpectedly") before the main process has saved last.ckpt
-    (fast_nst.training.guards.StopOnSignal). Workers still exit with the main process. Lightning's seeding of
-    workers (seed_everything(workers=True), which it only adds when a loader has no init function
-    of its own) is kept."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if int(os.environ.get("PL_SEED_WORKERS", 0)):
-        from lightning_fabric.utilities.seed import pl_worker_init_function
-
-        pl_worker_init_function(worker_id)
-
-
-def loader_kwargs(num_workers: int, pin_memory: bool = True, persistent_workers: bool = True,
-                  prefetch_factor: int | None = 2) -> dict:
-    """DataLoader speed options; those that only mean something with workers or CUDA are dropped
-    otherwise (PyTorch rejects prefetch_factor without workers, pinning without CUDA is a no-op).
-    Workers start with `worker_init`."""
-    kw = dict(num_workers=num_workers, pin_memory=bool(pin_memory) and torch.cuda.is_available())
-    if num_workers > 0:
-        kw.update(persistent_workers=bool(persistent_workers), prefetch_factor=prefetch_factor,
-                  worker_init_fn=worker_init)
-    return kw
-
-
-def scan_images(files: list[Path], min_size: int = 1,
-                max_pixels: int | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Header check of every file (`read_header`: PIL reads only the header, about a millisecond
-    a file). Returns (usable files, [(unusable file, reason)]). A truncated file passes: only
-    decoding finds it, and the loader then skips it."""
-    good, bad = [], []
-    for p in files:
-        try:
-            read_header(p, min_size, pixel_limit(max_pixels))
-            good.append(p)
-        except ImageError as e:
-            bad.append((p, str(e)))
-    return good, bad
 
 
 # how many skipped files a log message names before it points to the full list
