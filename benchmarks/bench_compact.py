@@ -140,7 +140,7 @@ def arch_network(spec: str):
 
 def export_network(ckpt: str, style: str | None):
     """(label, a per-style network) from an export; a multi-style export gives its `style` row."""
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
     from fast_nst.stylize.stylizer import find_checkpoint
 
     path = find_checkpoint(ckpt)

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from PIL import Image, ImageOps
 
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
     from fast_nst.io.images import load_rgb, pil_to_tensor, save_image_atomic, tensor_to_pil
     from fast_nst.stylize.stylizer import find_checkpoint
     from fast_nst.stylize.tiling import stylize_tiled

@@ -6,7 +6,7 @@ import torch
 from conftest import ROOT
 from fast_nst.stylize.color import (blend_strength, finish, luminance_image, recolour, rgb_to_yiq, with_color_and_strength,
                             yiq_to_rgb)
-from fast_nst.io.export import load_network
+from fast_nst.kinds import load_network
 from fast_nst.io.images import load_rgb, pil_to_tensor
 
 PHOTO = ROOT / "assets" / "photos" / "chelsea_cat.jpg"

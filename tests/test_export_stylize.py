@@ -7,7 +7,8 @@ from PIL import Image
 from conftest import ROOT, run_script
 from fast_nst import Stylizer
 from fast_nst import __version__
-from fast_nst.io.export import export_network, load_network, read_export
+from fast_nst.io.export import export_network, read_export
+from fast_nst.kinds import load_network
 from fast_nst.kinds import get_kind
 from fast_nst.io.paintings import Painting
 from fast_nst.stylize.stylizer import find_checkpoint

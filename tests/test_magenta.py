@@ -267,7 +267,7 @@ def test_a_short_fine_tune_lowers_its_loss_on_held_out_photos(magenta_weights_ca
     from hydra.core.hydra_config import HydraConfig
 
     from conftest import _photo_sources
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
     from fast_nst.models.losses import PerceptualLoss
     from fast_nst.training.run import train
 

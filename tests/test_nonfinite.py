@@ -8,7 +8,7 @@ import torch
 from fast_nst.training.callbacks import ExportCallback
 from fast_nst.training.checkpoint_io import AtomicCheckpointIO
 from fast_nst.io.errors import NonFiniteLossError
-from fast_nst.io.export import load_network
+from fast_nst.kinds import load_network
 from fast_nst.training.guards import NonFiniteLossGuard
 from fast_nst.kinds import get_kind
 from fast_nst.io.paintings import Painting

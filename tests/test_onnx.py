@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from fast_nst.io.export import load_network
+from fast_nst.kinds import load_network
 from fast_nst.models.transformer import TransformerNet
 from fast_nst.io.images import list_images, load_rgb, pil_to_tensor
 from fast_nst.stylize.onnx import OnnxStylizer, export_metadata_strings, export_onnx, quantize_int8, read_onnx_metadata

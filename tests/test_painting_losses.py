@@ -14,7 +14,7 @@ from conftest import ROOT
 
 
 def test_a_training_checkpoint_scores_like_its_export(tmp_path, vgg16_weights):
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
 
     net, info = load_network(ROOT / "checkpoints" / "starry_night.safetensors")
     hp = {"model": {"kind": info.kind, **info.network}, "paintings": [p.to_dict() for p in info.styles],

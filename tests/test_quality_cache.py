@@ -56,7 +56,7 @@ def test_a_damaged_cache_entry_is_recomputed(tmp_path, vgg16_weights):
 @pytest.mark.slow
 def test_quality_over_a_folder_of_training_checkpoints(tmp_path, vgg16_weights):
     """ckpt=FOLDER evaluates every periodic checkpoint in step order and tabulates them."""
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
 
     net, info = load_network(SHIPPED)
     hp = {"model": {"kind": info.kind, **info.network}, "paintings": [p.to_dict() for p in info.styles],

@@ -7,7 +7,7 @@ from PIL import Image
 from torch import nn
 
 from conftest import ROOT
-from fast_nst.io.export import load_network
+from fast_nst.kinds import load_network
 from fast_nst.io.images import load_rgb, open_image, pil_to_tensor, tensor_to_pil
 from fast_nst.models.transformer import TransformerNet
 from fast_nst.stylize.norm_stats import measure_layer, MomentSums, NormStatistics, recording, replaying

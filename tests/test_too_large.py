@@ -13,6 +13,7 @@ from conftest import compose
 from fast_nst.io.errors import ConfigError
 from fast_nst.io.images import ImageTooLarge, PixelLimit, open_image, read_header
 from fast_nst.io.validate import validate_stylize, validate_train
+from fast_nst.stylize.runtimes import RUNTIMES
 from image_zoo import raw_png
 
 PIL_WARNS = Image.MAX_IMAGE_PIXELS  # 89,478,485: PIL's DecompressionBombWarning threshold
@@ -104,7 +105,7 @@ def test_training_skips_and_counts_a_photo_over_data_max_image_pixels(tmp_path):
 
 def test_non_positive_limits_are_config_errors():
     with pytest.raises(ConfigError, match="max_pixels=0: must be a positive integer"):
-        validate_stylize(compose("stylize", ["ckpt=x", "input=y", "max_pixels=0"]))
-    validate_stylize(compose("stylize", ["ckpt=x", "input=y", "max_pixels=null"]))
+        validate_stylize(compose("stylize", ["ckpt=x", "input=y", "max_pixels=0"]), RUNTIMES)
+    validate_stylize(compose("stylize", ["ckpt=x", "input=y", "max_pixels=null"]), RUNTIMES)
     with pytest.raises(ConfigError, match="data.max_image_pixels=-1: must be a positive integer"):
         validate_train(compose("train", ["data.max_image_pixels=-1"]))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from fast_nst.io.export import load_network
+from fast_nst.kinds import load_network
 from fast_nst.stylize.temporal import (CompensatedSmoother, ExponentialSmoother, FlickerMeter, GatedSmoother,
                                estimate_affine, make_smoother)
 from fast_nst.stylize.video import VideoError, probe_video, stylize_video

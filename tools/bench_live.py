@@ -31,7 +31,9 @@ def models_folder(args, d: Path) -> list[str]:
     """Copy/make the networks into `d`, with their ONNX graphs beside them; their names."""
     import torch
 
-    from fast_nst.io.export import export_network, load_network, read_export
+    from fast_nst.io.export import export_network, read_export
+
+    from fast_nst.kinds import load_network
     from fast_nst.kinds import get_kind
     from fast_nst.stylize.runtimes import write_graphs
     from fast_nst.stylize.stylizer import find_checkpoint

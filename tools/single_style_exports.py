@@ -20,7 +20,9 @@ from pathlib import Path
 def single_style_exports(ckpt: str, out_dir: str | Path, suffix: str, styles: list[str] | None = None) -> list[Path]:
     import torch
 
-    from fast_nst.io.export import export_network, load_network
+    from fast_nst.io.export import export_network
+
+    from fast_nst.kinds import load_network
     from fast_nst.stylize.stylizer import find_checkpoint
 
     src = find_checkpoint(ckpt)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""README picture for tiled stylization: the same photo in tiles, each tile normalised with its own
+"""Docs picture for tiled stylization: the same photo in tiles, each tile normalised with its own
 instance-norm statistics (left: the tile grid shows) and with the whole image's (right: what
 `tile=` does), each captioned with its PSNR against the untiled output.
 
@@ -17,7 +17,7 @@ def build(ckpt: str, photo: str, size: int, tile: int, overlap: int, width: int)
     import torch
     from PIL import Image
 
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
     from grids import caption, hstack
     from fast_nst.io.images import load_rgb, pil_to_tensor, tensor_to_pil
     from fast_nst.stylize.stylizer import find_checkpoint

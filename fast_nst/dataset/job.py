@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fast_nst.dataset.manifest import MANIFEST_NAME, ManifestLog, compact
-from fast_nst.dataset.plan import Item, plan, remove_stale_temporaries
+from fast_nst.dataset.plan import FORMATS, Item, plan, remove_stale_temporaries
 from fast_nst.io.errors import ConfigError, MissingPathError
 from fast_nst.io.images import IMAGE_EXTENSIONS, list_images, resolve_path
 
@@ -84,7 +84,7 @@ def check_options(cfg) -> tuple[Path, Path]:
     """(input folder, output folder), or a ConfigError naming the option, before anything loads."""
     from fast_nst.io.validate import refuse_overwriting_inputs, validate_dataset
 
-    validate_dataset(cfg)
+    validate_dataset(cfg, FORMATS)
     src, dst = Path(str(cfg.input)).expanduser().absolute(), Path(str(cfg.output)).expanduser().absolute()
     if not src.is_dir():
         raise MissingPathError(f"input={cfg.input}: {'not a folder' if src.exists() else 'no such folder'}; "

@@ -32,7 +32,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from fast_nst.io.errors import ConfigError, FastNSTError, one_line
+from fast_nst.io.errors import ConfigError, one_line
 from fast_nst.io.files import atomic_write
 from fast_nst.io.paintings import Painting, locate_painting, thumbnail_b64
 
@@ -191,29 +191,6 @@ def load_export(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     except Exception as e:
         raise ConfigError(f"{path}: its weights cannot be read ({one_line(e)}); the file is damaged or incomplete "
                           "(an interrupted copy or download?): copy or export it again") from e
-
-
-def load_network(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(network, info): the export's kind rebuilt with its weights, in eval mode on `device`.
-    Whatever is wrong with the file (unreadable, a kind this fast_nst does not have, weights that
-    do not fit the network its metadata describes) is a ConfigError naming it and what to do."""
-    from fast_nst.kinds import get_kind
-
-    info, tensors = load_export(path, device)
-    try:
-        kind = get_kind(info.kind)
-    except ValueError as e:
-        raise ConfigError(f"{path}: {one_line(e, 400)}. Was it written by a newer fast_nst or a plugin kind? "
-                          "Update fast_nst, or import the module that registers the kind") from e
-    try:
-        net = kind.from_export(info, tensors)
-    except FastNSTError:
-        raise  # already a message of ours (e.g. weights the kind fetches could not be had: WeightsError)
-    except Exception as e:
-        raise ConfigError(f"{path}: its weights do not fit the {info.kind} network its metadata describes "
-                          f"({one_line(e)}); the file was damaged or edited: export it again with train.py, "
-                          "or use another checkpoint") from e
-    return net.to(device).eval(), info
 
 
 def update_model_card(path: str | os.PathLike, updates: dict[str, Any], *, replace: bool = False) -> ExportInfo:

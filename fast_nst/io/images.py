@@ -19,6 +19,9 @@ from fast_nst.io.files import atomic_write, note_input
 from fast_nst.io.paths import PROJECT_ROOT
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
+# The video containers stylize.py reads and writes (fast_nst.stylize.video, through PyAV): here, beside
+# the image extensions, because deciding whether input=/output= names a video is input checking.
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 # The decoders PIL may use. Anything else is refused, whatever its name: some PIL plugins hand the
 # file to other programs (EPS runs Ghostscript) or read formats no photo comes in. (Camera JPEGs
 # with several pictures, MPO, open through the JPEG decoder; the first picture is the photo.)

@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fast_nst.io.errors import ConfigError
-from fast_nst.io.images import IMAGE_EXTENSIONS, ImageError, read_header, resolve_path
+from fast_nst.io.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ImageError, read_header, resolve_path
 from fast_nst.io.paintings import bundled_names
 
 
@@ -169,16 +169,15 @@ def validate_train(cfg: DictConfig) -> None:
                                   fix="start train.py from another folder, or give hydra.run.dir=DIR outside the photos")
 
 
-def validate_stylize(cfg: DictConfig) -> None:
+def validate_stylize(cfg: DictConfig, runtimes: tuple[str, ...]) -> None:
+    """stylize.py: sizes positive, a known runtime (`runtimes`: fast_nst.stylize.runtimes.RUNTIMES),
+    a JPEG quality, a writable output folder; before the network loads."""
     _get(cfg, "ckpt"), _get(cfg, "input")  # required values first
     problems = _positive(cfg, "max_size", allow_none=True) + _positive(cfg, "batch_size")
     problems += _positive(cfg, "style_size", allow_none=True) + _positive(cfg, "max_pixels", allow_none=True)
     runtime = _get(cfg, "runtime")
-    if runtime is not None:
-        from fast_nst.stylize.runtimes import RUNTIMES
-
-        if runtime not in RUNTIMES:
-            problems.append(f"runtime={runtime}: choose one of {', '.join(RUNTIMES)}")
+    if runtime is not None and runtime not in runtimes:
+        problems.append(f"runtime={runtime}: choose one of {', '.join(runtimes)}")
     q = _get(cfg, "quality")
     if q is not None and not (isinstance(q, int) and 1 <= q <= 100):
         problems.append(f"quality={q}: JPEG quality must be an integer from 1 to 100")
@@ -189,11 +188,10 @@ def validate_stylize(cfg: DictConfig) -> None:
     _raise(problems)
 
 
-def validate_dataset(cfg: DictConfig) -> None:
+def validate_dataset(cfg: DictConfig, formats) -> None:
     """stylize-dataset (fast_nst.dataset): sizes and counts positive, strength in [0, 1], a known
-    format, a JPEG quality, a writable output folder; before Ray or the network starts."""
-    from fast_nst.dataset.plan import FORMATS
-
+    format (`formats`: fast_nst.dataset.plan.FORMATS), a JPEG quality, a writable output folder;
+    before Ray or the network starts."""
     _get(cfg, "ckpt"), _get(cfg, "input"), _get(cfg, "output")  # required values first
     problems = _positive(cfg, "max_size", allow_none=True) + _positive(cfg, "max_pixels", allow_none=True)
     problems += _positive(cfg, "style_size", allow_none=True) + _positive(cfg, "batch_size")
@@ -209,8 +207,8 @@ def validate_dataset(cfg: DictConfig) -> None:
     g = _get(cfg, "gpus")
     if not (isinstance(g, (int, float)) and not isinstance(g, bool) and g >= 0):
         problems.append(f"gpus={g}: GPUs per actor, 0 (CPU) or a positive number such as 0.25 or 1")
-    if _get(cfg, "format") not in FORMATS:
-        problems.append(f"format={_get(cfg, 'format')}: must be one of {', '.join(FORMATS)}")
+    if _get(cfg, "format") not in formats:
+        problems.append(f"format={_get(cfg, 'format')}: must be one of {', '.join(formats)}")
     q = _get(cfg, "quality")
     if not (isinstance(q, int) and 1 <= q <= 100):
         problems.append(f"quality={q}: JPEG/WebP quality must be an integer from 1 to 100")
@@ -220,8 +218,6 @@ def validate_dataset(cfg: DictConfig) -> None:
 
 def output_names_a_file(output) -> bool:
     """stylize.py's output= names one file (an image or a video, by its extension), else a folder."""
-    from fast_nst.stylize.video import VIDEO_EXTENSIONS
-
     return Path(str(output)).suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
 
 

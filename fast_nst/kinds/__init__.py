@@ -4,14 +4,23 @@ export, `Stylizer` and the scripts find it here by that name, so adding a kind e
 
 Kinds in this package are imported on the first lookup of a name that is not registered yet;
 kinds defined elsewhere (a plugin, a test) register themselves when their module is imported.
+`load_network(path)` rebuilds an export's network through its kind (the file format itself is
+fast_nst.io.export, which knows no kind).
+
+May import: fast_nst.io, fast_nst.weights, fast_nst.models.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from typing import Mapping
 
+import torch
+
+from fast_nst.io.errors import ConfigError, FastNSTError, one_line
+from fast_nst.io.export import load_export
 from fast_nst.kinds.base import StyleChoiceError, StyleNetwork
 
 _KINDS: dict[str, type[StyleNetwork]] = {}
@@ -65,6 +74,27 @@ def pretrained_kinds() -> list[str]:
     return [k for k in available_kinds() if _KINDS[k].pretrained.__func__ is not StyleNetwork.pretrained.__func__]
 
 
+def load_network(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(network, info): the export's kind rebuilt with its weights, in eval mode on `device`.
+    Whatever is wrong with the file (unreadable, a kind this fast_nst does not have, weights that
+    do not fit the network its metadata describes) is a ConfigError naming it and what to do."""
+    info, tensors = load_export(path, device)
+    try:
+        kind = get_kind(info.kind)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {one_line(e, 400)}. Was it written by a newer fast_nst or a plugin kind? "
+                          "Update fast_nst, or import the module that registers the kind") from e
+    try:
+        net = kind.from_export(info, tensors)
+    except FastNSTError:
+        raise  # already a message of ours (e.g. weights the kind fetches could not be had: WeightsError)
+    except Exception as e:
+        raise ConfigError(f"{path}: its weights do not fit the {info.kind} network its metadata describes "
+                          f"({one_line(e)}); the file was damaged or edited: export it again with train.py, "
+                          "or use another checkpoint") from e
+    return net.to(device).eval(), info
+
+
 def split_model_config(model: Mapping) -> tuple[type[StyleNetwork], dict]:
     """conf/model/*.yaml -> (kind class, the rest of the keys: the network's own config)."""
     model = dict(model)
@@ -75,4 +105,4 @@ def split_model_config(model: Mapping) -> tuple[type[StyleNetwork], dict]:
 
 
 __all__ = ["StyleNetwork", "StyleChoiceError", "register_kind", "get_kind", "available_kinds",
-           "split_model_config", "pretrained_network", "pretrained_kinds"]
+           "split_model_config", "pretrained_network", "pretrained_kinds", "load_network"]

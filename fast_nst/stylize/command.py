@@ -9,10 +9,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fast_nst.io.images import (ImageError, IMAGE_EXTENSIONS, PixelLimit, _broken_link, is_animation, limit_size,
+from fast_nst.io.images import (ImageError, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, PixelLimit, _broken_link, is_animation, limit_size,
                              list_images, open_image, read_animation, read_header, save_animation_atomic,
                              save_image_atomic)
 from fast_nst.io.errors import ConfigError, DiskFullError, MissingPathError
+from fast_nst.stylize.runtimes import RUNTIMES
 from fast_nst.stylize.stylizer import Stylizer
 from fast_nst.io.validate import output_names_a_file, refuse_overwriting_inputs, validate_stylize
 
@@ -88,15 +89,11 @@ def style_runs(cfg, stylizer: Stylizer) -> list[tuple[str, dict]]:
 
 
 def is_video(spec: str) -> bool:
-    from fast_nst.stylize.video import VIDEO_EXTENSIONS
-
     return Path(spec).suffix.lower() in VIDEO_EXTENSIONS and not any(c in spec for c in "*?[")
 
 
 def video_output(src: Path, output: str | None, style: str) -> Path:
     """output= a video file, or a folder (src's name in it); null = stylized/<style>/<src name>."""
-    from fast_nst.stylize.video import VIDEO_EXTENSIONS
-
     if output and Path(output).suffix.lower() in VIDEO_EXTENSIONS:
         return Path(output)
     if output and Path(output).suffix and not Path(output).is_dir():
@@ -151,7 +148,7 @@ def run_video(cfg, stylizer: Stylizer, style: dict) -> int:
 
 def run(cfg) -> int:
     """Returns the number of inputs that failed."""
-    validate_stylize(cfg)
+    validate_stylize(cfg, RUNTIMES)
     stylizer = Stylizer.load(cfg.ckpt, device=cfg.device, runtime=cfg.runtime, half=cfg.half,
                              channels_last=cfg.channels_last, preserve_color=cfg.preserve_color, tile=cfg.tile,
                              tile_overlap=cfg.tile_overlap, tile_stats=cfg.tile_stats,

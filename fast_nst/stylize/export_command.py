@@ -35,7 +35,7 @@ def graph_psnr(net, graph: Path, x: torch.Tensor) -> float:
 
 def run(cfg) -> int:
     """Returns 0, or 1 when a check failed (the graphs are written either way)."""
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
     from fast_nst.io.images import load_rgb, pil_to_tensor, resolve_path
     from fast_nst.stylize.stylizer import find_checkpoint
 

@@ -161,7 +161,7 @@ def open_network(path: Path | None, runtime: str | None, *, device: str = "auto"
     choose it. `session`: ONNX Runtime session options (fast_nst.stylize.onnx.OnnxStylizer's
     threads, spinning, optimization)."""
     session = dict(session or {})
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
     from fast_nst.stylize.onnx import OnnxNetwork
 
     is_graph = path is not None and path.suffix.lower() == ".onnx"
@@ -204,7 +204,7 @@ def open_network(path: Path | None, runtime: str | None, *, device: str = "auto"
 def _source_network(graph: Path):
     """The PyTorch network a `.onnx` graph was made from, when it is beside the graph (needed by
     arbitrary-style kinds, whose conditioning runs their trained style encoder); else None."""
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
     from fast_nst.io.files import file_sha256
 
     sha = graph_source_sha(graph)

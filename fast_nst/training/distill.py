@@ -18,8 +18,9 @@ that way (johnson, cin) trains under it unchanged.
 
 `pixel_only` (set per step by the training module, from `distill.pixel_only`): train on the pixel
 target alone, with no loss-network pass at all. Such a step costs the teacher's forward and the
-student's forward and backward, about a tenth of a step with the loss network on a CPU, so the
-first part of a run brings the student close to the teacher cheaply and the rest adds the
+student's forward and backward, a small fraction of a step with the loss network on a CPU (the
+figure is in conf/train.yaml, distill.pixel_only), so the first part of a run brings the student
+close to the teacher cheaply and the rest adds the
 objective and the feature target that restore the texture the pixel target blurs. Validation
 always computes every term.
 """
@@ -93,7 +94,7 @@ class Distillation(nn.Module):
 
 def load_teacher(path: str, device: torch.device | str = "cpu") -> tuple[nn.Module, "object"]:
     """(frozen network, ExportInfo) of a teacher export; refuses kinds that cannot teach."""
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
 
     net, info = load_network(path)
     if info.kind not in DISTILLABLE_KINDS:

@@ -215,7 +215,7 @@ def predicted_rows(export: str | Path, painting: Painting) -> dict[str, tuple[to
     A kind provides them with `norm_rows(style_image=PATH)`; embedding kinds built on Johnson's
     network with predicted norms (kind `style_prediction`: Magenta's embedding mapped to every
     norm's scale and shift) are read through their `style_params` and `transformer`."""
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
     from fast_nst.models.norms import PredictedInstanceNorm2d
     from fast_nst.io.paintings import locate_painting
 
