@@ -3,7 +3,8 @@
     stylizer.py    `Stylizer`: load an export (or a pretrained kind) and stylize images/tensors
     command.py     the stylize command (stylize.py, fast-nst stylize): files, folders, globs, videos
     tiling.py      huge photos in tiles, normalised with whole-image statistics (norm_stats.py)
-    video.py       video files: decode, stylize and encode as stages; temporal.py: flicker, smoothing
+    video/         video files: probe.py, streams.py, and pipeline.py (decode, stylize, encode stages);
+                   temporal.py: flicker, smoothing
     color.py       luminance-only colour transfer and the strength blend
     runtimes.py    runtime=torch|onnx|onnx-int8|auto: which engine runs an export, and its graph files
     onnx.py        ONNX export of a network, and ONNX Runtime behind the same network interface
