@@ -115,7 +115,7 @@ def test_fast_and_plain_training_steps_agree(vgg16_weights, style_image):
                     "style_weight": 0.25, "tv_weight": 10.0, "style_size": 64},
               loss_net={"arch": "vgg16", "weights": vgg16_weights, "pooling": "max"},
               paintings=[{"name": "starry_night", "image": str(style_image)}],
-              optim={"lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0, "scheduler": None}, seed=0)
+              optim={"_target_": "torch.optim.Adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0, "scheduler": None}, seed=0)
     torch.manual_seed(5)
     batches = [torch.rand(2, 3, 48, 48) for _ in range(3)]
     losses = {}

@@ -64,3 +64,18 @@ def test_a_resumed_run_counts_on_from_its_checkpoint(tmp_path, caplog):
 def test_format_duration():
     assert format_duration(59.4) == "0:59" and format_duration(3725) == "1:02:05"
     assert format_duration(float("nan")) == "?"
+
+
+def test_lightnings_product_tips_are_dropped_and_its_other_lines_kept(caplog):
+    """train's output: Lightning's 'Tip: try installing litlogger/litmodels' lines are filtered out
+    (fast_nst.training.run), its run information is not."""
+    from fast_nst.training.run import _quiet_known_warnings
+
+    _quiet_known_warnings()
+    _quiet_known_warnings()  # idempotent: one filter, not two
+    lg = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    assert len(lg.filters) == len({type(f) for f in lg.filters})
+    with caplog.at_level(logging.INFO, logger=lg.name):
+        lg.info("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]")
+        lg.info("GPU available: False, used: False")
+    assert [r.getMessage() for r in caplog.records if r.name == lg.name] == ["GPU available: False, used: False"]

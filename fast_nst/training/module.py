@@ -10,27 +10,46 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Mapping
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fast_nst.io.errors import ConfigError
+from fast_nst.io.errors import ConfigError, one_line
 from fast_nst.kinds import split_model_config
 from fast_nst.io.paintings import Painting, training_paintings
 from fast_nst.training.warm_start import WarmStart, build_warm_start
 
 log = logging.getLogger("fast_nst")
 
-# logged when a step's terms hold them (objective, pixel, feature: distillation, fast_nst/training/distill.py)
-SCALAR_TERMS = ("loss", "content", "style", "tv", "objective", "pixel", "feature")
+# optim's keys that the training loop reads itself; the others are the optimizer's arguments
+# (conf/optim/adam.yaml), built by build_optimizer
+LOOP_KEYS = ("scheduler", "spike_clip")
 # Weight of the newest step in the running mean of log gradient norms (optim.spike_clip): ~50 steps.
 GRAD_NORM_MEAN_RATE = 0.02
 
 
 def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
+
+
+def build_optimizer(optim: Mapping, param_groups) -> torch.optim.Optimizer:
+    """The optimizer `optim` names by `_target_` (any torch.optim class, or one of yours), built on
+    `param_groups` (a warm start's groups carry their own learning rates) with every key of `optim`
+    but LOOP_KEYS as its arguments."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    args = {k: v for k, v in _plain(optim).items() if k not in LOOP_KEYS}
+    if "_target_" not in args:
+        raise ConfigError("optim has no _target_: name the optimizer's class, e.g. optim._target_=torch.optim.Adam "
+                          "(conf/optim/adam.yaml)")
+    try:
+        return instantiate(args, _partial_=True, _convert_="all")(param_groups)
+    except (InstantiationException, TypeError) as e:
+        raise ConfigError(f"optim: {args['_target_']} cannot be built from {sorted(k for k in args if not k.startswith('_'))} "
+                          f"({one_line(e, 300)}); drop the arguments it does not take, e.g. '~optim.betas'") from e
 
 
 def run_paintings(cfg: DictConfig) -> list[Painting]:
@@ -189,6 +208,16 @@ class StyleTransferModule(pl.LightningModule):
                    optim=cfg.optim, perf=cfg.perf, seed=cfg.seed, init_from=cfg.get("init_from"),
                    warm_start=cfg.get("warm_start"), distill=distill)
 
+    def on_fit_start(self) -> None:
+        # one line instead of Lightning's table, which listed the frozen loss network as a trained
+        # module and a FLOPs column of zeros (trainer.enable_model_summary is off in conf/trainer/)
+        trained = sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in self.criterion.parameters())
+        log.info(f"network: {self.net.kind} ({type(self.net).__name__}), "
+                 f"{sum(p.numel() for p in self.net.parameters()) / 1e6:.2f} M parameters, "
+                 f"{trained / 1e6:.2f} M trained; loss network: {self.hparams.loss_net.get('arch', '?')}, "
+                 f"{frozen / 1e6:.1f} M parameters, frozen")
+
     # -- checkpoints: drop the frozen loss network (tens of MB), check the network matches ----
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         sd = checkpoint["state_dict"]
@@ -238,7 +267,9 @@ class StyleTransferModule(pl.LightningModule):
 
     def _log_terms(self, terms: dict[str, torch.Tensor], stage: str, bs: int, suffix: str = "",
                    prog_bar: bool = False) -> None:
-        self.log_dict({f"{stage}/{k}{suffix}": terms[k].detach() for k in SCALAR_TERMS if k in terms},
+        # every scalar term the kind returned (a kind logs the terms it has, and only those; per-image
+        # vectors such as style_per_image are logged per painting instead)
+        self.log_dict({f"{stage}/{k}{suffix}": v.detach() for k, v in terms.items() if v.ndim == 0},
                       prog_bar=prog_bar, batch_size=bs, sync_dist=(stage == "val"),
                       on_step=(stage == "train"), on_epoch=(stage == "val"))
 
@@ -296,8 +327,8 @@ class StyleTransferModule(pl.LightningModule):
         if len(columns) > 1:
             for label, _, terms in columns:
                 self._log_terms(terms, "val", bs, suffix=f"/{label}")
-        self._log_terms({k: torch.stack([t[k] for t in per_column]).mean() for k in SCALAR_TERMS
-                         if k in per_column[0]}, "val", bs)
+        self._log_terms({k: torch.stack([t[k] for t in per_column]).mean() for k, v in per_column[0].items()
+                         if v.ndim == 0}, "val", bs)
         if batch_idx == 0:
             # content | stylized with each painting, one row per validation photo
             self._val_grid = torch.stack([photos] + [o.to(photos.dtype) for o in outputs], 1).flatten(0, 1).float().cpu()
@@ -335,8 +366,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def configure_optimizers(self):
         o = self.hparams.optim
-        opt = torch.optim.Adam(self.warm_start.parameter_groups(self.net, o["lr"]), lr=o["lr"], betas=tuple(o["betas"]),
-                               weight_decay=o["weight_decay"])
+        opt = build_optimizer(o, self.warm_start.parameter_groups(self.net, o["lr"]))
         sched = o["scheduler"]
         if not sched:
             return opt

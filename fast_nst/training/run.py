@@ -43,6 +43,16 @@ def _quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # Lightning's "Tip: try installing litlogger / litmodels" lines advertise its cloud products on every
+    # run; they say nothing about this one
+    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _NoTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoTips())
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: " not in str(record.msg)[:12]
 
 
 def command_line_keys(cfg: DictConfig) -> set[str]:

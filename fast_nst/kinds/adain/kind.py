@@ -144,7 +144,6 @@ class AdaINNetwork(StyleNetwork):
         photos, paintings = paired_batch(batch, self.kind)
         step = self.model.training_pass(photos, paintings)
         terms = objective(step.output, step.target, step.style_features)
-        terms["tv"] = torch.zeros((), device=photos.device)  # logged beside the other kinds' terms; AdaIN has none
         return step.output.detach().clamp(0, 1), terms
 
     def validation_styles(self) -> list[tuple[str, int | None]]:
