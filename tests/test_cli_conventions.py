@@ -4,7 +4,7 @@ an input that cannot be read is one line, exit 1; HYDRA_FULL_ERROR=1 shows the t
 
 import pytest
 
-from conftest import ROOT, compose, run_script
+from conftest import compose, run_script
 from fast_nst.io.errors import ConfigError
 from fast_nst.io.validate import validate_optimize, validate_quality
 
@@ -30,15 +30,11 @@ def test_optimize_shipped_config_passes():
 
 
 def _quality(overrides):
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import ListConfig
 
     from fast_nst.optimize.quality import QUALITY_INITS
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf" / "optimize"), version_base="1.3"):
-        cfg = hydra_compose(config_name="quality", overrides=overrides)
+    cfg = compose("quality", overrides)
     inits = tuple(map(str, cfg.init)) if isinstance(cfg.init, ListConfig) else (str(cfg.init),)
     validate_quality(cfg, inits, QUALITY_INITS)
 

@@ -8,7 +8,7 @@ from conftest import CONF, OWN_ROOTS, compose
 # conf/optimize/, conf/stylize/, conf/export/ and conf/app/ are the separate config roots of the other
 # commands (fast-nst optimize and quality: tests/test_gatys.py; stylize; export; app, below): not
 # train groups
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in (*OWN_ROOTS, "app"))
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in OWN_ROOTS)
 
 
 def _options(group):
@@ -70,12 +70,7 @@ def test_trainer_loggers_callbacks_and_data_instantiate(tmp_path):
 
 
 def _compose_stylize(overrides):
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF / "stylize"), version_base="1.3"):
-        return hydra_compose(config_name="stylize", overrides=overrides)
+    return compose("stylize", overrides)
 
 
 def test_stylize_config_requires_ckpt_and_input():
@@ -93,11 +88,6 @@ def test_stylize_config_requires_ckpt_and_input():
 
 
 def test_app_config_composes_with_positive_limits():
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF / "app"), version_base="1.3"):
-        cfg = hydra_compose(config_name="app", overrides=["port=8080"])
+    cfg = compose("app", ["port=8080"])
     assert cfg.port == 8080 and cfg.host == "127.0.0.1" and cfg.models_dir == "checkpoints"
     assert cfg.max_size > 0 and cfg.video_max_seconds > 0 and cfg.video_max_size > 0 and cfg.max_upload_mb > 0

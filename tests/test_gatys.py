@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from conftest import CONF, ROOT, run_script
+from conftest import ROOT, compose, run_script
 from fast_nst.stylize.color import luminance_image, recolour, rgb_to_yiq, yiq_to_rgb
 from fast_nst.optimize.gatys import CAFFE_MEAN_PIXEL, GatysObjective, first_reaching, initial_image, optimize_pixels
 from fast_nst.io.images import load_rgb, pil_to_tensor
@@ -121,12 +121,7 @@ def test_optimize_cli_errors_are_specific(tmp_path):
 
 @pytest.mark.parametrize("preset", ["gatys2016", "vgg16_adam"])
 def test_presets_compose(preset):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF / "optimize"), version_base="1.3"):
-        cfg = compose(config_name="optimize", overrides=[f"preset={preset}"])
+    cfg = compose("optimize", [f"preset={preset}"])
     if preset == "gatys2016":
         assert (cfg.loss_net.arch, cfg.loss_net.pooling, cfg.optimizer, cfg.init) == ("vgg19", "avg", "lbfgs", "content")
         assert list(cfg.loss.content_layers) == ["relu4_2"]
@@ -169,12 +164,7 @@ def test_projected_lbfgs_keeps_the_variable_in_range(project):
 
 
 def test_quality_config_composes():
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF / "optimize"), version_base="1.3"):
-        cfg = compose(config_name="quality", overrides=["size=64"])
+    cfg = compose("quality", ["size=64"])
     assert cfg.size == 64 and cfg.iterations > 0 and cfg.stop_early is True
     assert cfg.init == "noise"  # the paper's protocol is the default
 
@@ -216,7 +206,7 @@ def test_quality_accepts_a_training_checkpoint(tmp_path):
     """Periodic Lightning checkpoints are evaluated directly (time-to-quality over a run). The
     hyper-parameters are laid out as StyleTransferModule saves them (model with its kind, paintings)."""
     from fast_nst.optimize.quality import load_for_quality
-    from fast_nst.io.export import load_network
+    from fast_nst.kinds import load_network
 
     net, info = load_network(ROOT / "checkpoints" / "starry_night.safetensors")
     hp = {"model": {"kind": info.kind, **info.network}, "paintings": [p.to_dict() for p in info.styles],
