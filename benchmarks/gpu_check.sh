@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures in about 10 minutes on one GPU (README "Train your own painting", "Performance"):
+# The GPU figures in about 10 minutes on one GPU (docs/performance.md and docs/training/own-painting.md):
 #   1. the CUDA tests (tests/test_cuda.py; skipped without a GPU)
 #   2. benchmarks/bench.py on CUDA in bf16 (training steps/s, inference latency)
 #   3. experiment=johnson2016 on the shared photos for as many steps as TRAIN_MINUTES (5) allow

@@ -1,4 +1,4 @@
-"""The README picture of the any-painting networks: photos x style images no network here trained
+"""The docs picture of the any-painting networks: photos x style images no network here trained
 on, for each network, plus a strength row per network.
 
     python tools/any_painting_grid.py                                   # -> docs/any_painting.jpg

@@ -1,7 +1,7 @@
 """Drive the web page (fast_nst.app.page) in headless Chromium, as a person would: start `python app.py`
 on a free port, upload a photo, press Stylize, read back the picture the page shows.
 
-Used by tests/test_app.py (the end-to-end test) and tools/app_screenshot.py (the README's
+Used by tests/test_app.py (the end-to-end test) and tools/app_screenshot.py (the docs'
 picture). Needs Playwright (`pip install -e '.[app]'` or `.[dev]`) and a Chromium on this machine:
 Playwright's own browser download is not needed, the system's is used (Debian/Ubuntu:
 `apt-get install chromium`; or FAST_NST_CHROMIUM=/path/to/chrome).

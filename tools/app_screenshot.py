@@ -1,4 +1,4 @@
-"""The README's picture of the web page: start `python app.py`, upload a photo in headless
+"""The docs' picture of the web page: start `python app.py`, upload a photo in headless
 Chromium, stylize it and save a screenshot of the page with the result (docs/app.png).
 
     python tools/app_screenshot.py

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""README picture for the compact networks: one photo through each teacher and its distilled
+"""Docs picture for the compact networks: one photo through each teacher and its distilled
 compact student, side by side with the painting, each student captioned with its PSNR against
 its teacher and both with their weight counts.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""README gallery of the model zoo: one column per painting (the painting on top), one row per
+"""Docs gallery of the model zoo: one column per painting (the painting on top), one row per
 photo (the photo on the left), every cell one forward pass of that painting's network (a
 multi-style model gives one column per painting).
 

@@ -1,4 +1,4 @@
-"""Picture grids for the README and logs: rows and columns of images with white gaps and captions."""
+"""Picture grids for the docs and logs: rows and columns of images with white gaps and captions."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def label(text: str, width: int, height: int, size: int = 14) -> Image.Image:
 
 
 def write_picture(build: Callable[[], Image.Image], out: str | Path, quality: int = 90) -> Image.Image:
-    """What every README-picture script ends with: build the picture, write it atomically as
+    """What every docs-picture script ends with: build the picture, write it atomically as
     JPEG/PNG, print where it went; a missing or unreadable input (ImageError is a ValueError, PyAV
     raises OSErrors) is one line on stderr and exit code 2, the scripts' convention."""
     from fast_nst.io.images import save_image_atomic

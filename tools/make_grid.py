@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Picture grid for the README: one row per photo, columns content | painting | stylized.
+"""Picture grid for the docs: one row per photo, columns content | painting | stylized.
 
     python tools/make_grid.py --ckpt checkpoints/starry_night.safetensors \
         --photos assets/photos/chelsea_cat.jpg assets/photos/dandelions.jpg --out docs/grid.jpg

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Picture of a time-budget run for the README: photos stylized by the checkpoints a run wrote
+"""Picture of a time-budget run for the docs: photos stylized by the checkpoints a run wrote
 after so many minutes (callbacks.time_budget.every, fast_nst/training/time_budget.py).
 
     row 1:  "photo"   "2 min"    "5 min"    "10 min"   "painting"

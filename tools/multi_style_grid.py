@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Picture of a multi-style network for the README: one photo in every painting, plus a row that
+"""Picture of a multi-style network for the docs: one photo in every painting, plus a row that
 mixes two paintings from 0 to 1 (convex combinations of their instance-norm scales and shifts).
 
     row 1:  (blank)   painting 1   painting 2   ...   painting N        (the export's thumbnails)

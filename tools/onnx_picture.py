@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""README picture for ONNX Runtime: one photo through the PyTorch export and its ONNX Runtime
+"""Docs picture for ONNX Runtime: one photo through the PyTorch export and its ONNX Runtime
 copies (from `python -m fast_nst export`, fp32 and int8), side by side, each captioned with its
 PSNR against PyTorch.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""README picture of the stylize options that finish a network's output: one row per model,
+"""Docs picture of the stylize options that finish a network's output: one row per model,
 columns photo | strength 0.25, 0.5, 0.75, 1 | preserve_color=true (strength 1).
 
     python tools/options_grid.py                       # starry_night and the_scream on the cat

@@ -1,16 +1,16 @@
 #!/usr/bin/env python
-"""The README's time-to-quality table: warm start x painting x minutes -> equivalent L-BFGS
+"""The time-to-quality table: warm start x painting x minutes -> equivalent L-BFGS
 iterations from noise (fast-nst quality time_to_quality on each recipe), then one Markdown table.
 
     python tools/time_to_quality_table.py --photos TRAIN_DIR --heldout TEST_DIR \
         --paintings la_muse.jpg mosaic.jpg candy.jpg --out outputs/ttq_table
     python tools/time_to_quality_table.py --out outputs/ttq_table --tabulate   # table of finished runs
 
-Starts (README "Train your own painting"): a = warm_start=rows, b = rows_then_all, c = convs
+Starts (docs/training/own-painting.md): a = warm_start=rows, b = rows_then_all, c = convs
 (experiment=new_painting's default), d = from scratch (experiment=cpu_zoo). Each recipe runs once per
 painting for its budget (--minutes, e.g. c=30 a=10); a run already finished in --out is not rerun.
 On a shared machine use --clock cpu --threads 1 and a --cpu-scale that converts CPU seconds to the
-seconds you report (README says how it was calibrated).
+seconds you report (docs/training/own-painting.md says how it was calibrated).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 """Style weight x training steps, as pictures: one row per training run (one style weight or
 recipe), one column per periodic checkpoint, every cell the same photo through that checkpoint (the
 photo itself in the last row).
-This is the README's tuning table: it shows how far a budget gets at each weight, so you can
+This is the docs' tuning table: it shows how far a budget gets at each weight, so you can
 re-tune `loss.style_weight` for yours.
 
 Train the runs with periodic checkpoints kept, e.g.

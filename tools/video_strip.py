@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""README picture of a stylized video: evenly spaced frames of the source (top row) over the same
+"""Docs picture of a stylized video: evenly spaced frames of the source (top row) over the same
 frames of the stylized video (bottom row).
 
     python stylize.py ckpt=starry_night input=clip.mp4 output=clip_starry.mp4
