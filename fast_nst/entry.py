@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {
                                "(the scale extra)", failures_exit=True),
     "quality": Command("optimize", "quality", "fast_nst.optimize.quality_command:run",
                        "how many L-BFGS iterations one forward pass of a network equals"),
-    "app": Command("app", "app", "fast_nst.app.page:serve",
+    "app": Command("app", "app", "fast_nst.app.server:serve",
                    "the web page: upload a photo or a video, pick a network and a painting",
                    # OpenMP's idle threads sleep instead of spinning: the page shares the CPU with the
                    # browser and other requests, and spinning threads slowed the Live tab ~20x on a busy

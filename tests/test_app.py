@@ -1,4 +1,4 @@
-"""The web page (fast_nst/app/page.py): its logic in-process with real models, then the whole page in
+"""The web page (fast_nst/app/): its logic in-process with real models, then the whole page in
 headless Chromium (upload a photo, press Stylize, read back the picture the page shows)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from PIL import Image
 from torch import nn
 
 from conftest import ROOT
-from fast_nst.app.page import AppError, FrameClock, Studio, find_models
+from fast_nst.app.models import find_models
+from fast_nst.app.studio import AppError, FrameClock, Studio
 from fast_nst.io.export import export_network
 from fast_nst.kinds import StyleNetwork, get_kind, register_kind
 from fast_nst.io.paintings import resolve_painting

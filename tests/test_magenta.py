@@ -234,7 +234,7 @@ def test_web_page_offers_magenta_and_stylizes_photos_and_video_with_an_uploaded_
         magenta_weights_cache, tmp_path, monkeypatch):
     import av
 
-    from fast_nst.app.page import Studio
+    from fast_nst.app.studio import Studio
     from test_video import make_clip
 
     monkeypatch.setenv("FAST_NST_CACHE", str(magenta_weights_cache))

@@ -257,7 +257,7 @@ def test_a_truncated_video_is_refused_and_leaves_nothing(tmp_path, suffix, keep)
 
 
 def test_stylize_py_and_the_page_refuse_a_truncated_video(tiny_export, tmp_path, capsys):
-    from fast_nst.app.page import Studio
+    from fast_nst.app.studio import Studio
 
     full = _clip(tmp_path / "full.mp4")
     cut = tmp_path / "cut.mp4"
@@ -464,7 +464,7 @@ def test_loader_workers_leave_the_signals_to_the_training_process():
 # ---------------------------------------------------------------- 7. the web page
 @pytest.fixture
 def studio(tmp_path, tiny_export):
-    from fast_nst.app.page import Studio
+    from fast_nst.app.studio import Studio
 
     models = tmp_path / "models"
     models.mkdir()
@@ -503,7 +503,8 @@ def test_the_page_hands_uploads_to_its_own_checks_and_hides_its_folders(studio, 
 
 
 def test_the_server_folder_is_removed_on_exit_and_after_a_crash(tmp_path, monkeypatch):
-    from fast_nst.app.page import Studio, Workspace, remove_stale_workspaces
+    from fast_nst.app.server import Workspace, remove_stale_workspaces
+    from fast_nst.app.studio import Studio
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)

@@ -1,4 +1,4 @@
-"""Drive the web page (fast_nst.app.page) in headless Chromium, as a person would: start `python app.py`
+"""Drive the web page (fast_nst.app) in headless Chromium, as a person would: start `python app.py`
 on a free port, upload a photo, press Stylize, read back the picture the page shows.
 
 Used by tests/test_app.py (the end-to-end test) and tools/app_screenshot.py (the docs'
