@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from fast_nst.io.errors import ConfigError, MissingPathError
 from fast_nst.io.images import IMAGE_EXTENSIONS, ImageError, list_images, resolve_path
 from fast_nst.training.data.decode import DECODERS, load_crop, scan_images
-from fast_nst.training.data.sampler import EpochSampler, ResumableLoader, _dist_world, loader_kwargs
+from fast_nst.training.data.sampler import EpochSampler, ResumableLoader, dist_world, loader_kwargs
 
 log = logging.getLogger("fast_nst")
 
@@ -117,7 +117,7 @@ class PhotoDataset(Dataset):
     def _write_record(self, idx: int, seed: int) -> None:
         d = Path(self._record)
         d.mkdir(parents=True, exist_ok=True)
-        with open(d / f"rank{_dist_world()[1]}.txt", "a") as f:
+        with open(d / f"rank{dist_world()[1]}.txt", "a") as f:
             f.write(f"{idx} {seed}\n")
 
 

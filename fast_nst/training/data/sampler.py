@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-def _dist_world() -> tuple[int, int]:
+def dist_world() -> tuple[int, int]:
     """(world size, rank) of the initialised torch.distributed group, else (1, 0)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size(), torch.distributed.get_rank()
@@ -42,7 +42,7 @@ class EpochSampler(DistributedSampler):
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True,
                  num_replicas: int | None = None, rank: int | None = None):
         # no DistributedSampler.__init__: it wants a dataset and an initialised process group
-        world, r = _dist_world()
+        world, r = dist_world()
         self.num_replicas = world if num_replicas is None else num_replicas
         self.rank = r if rank is None else rank
         if not 0 <= self.rank < self.num_replicas:
